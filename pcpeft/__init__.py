@@ -1,0 +1,6 @@
+"""pcpeft: parameter-efficient fine-tuning of point cloud transformers (Point-MAE, Point-BERT) and ViTs."""
+from .models import CheckpointError, LoadReport, create_model, list_models, load_checkpoint
+
+__version__ = "0.1.0"
+
+__all__ = ["CheckpointError", "LoadReport", "create_model", "list_models", "load_checkpoint", "__version__"]

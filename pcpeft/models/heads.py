@@ -1,0 +1,37 @@
+"""Classification heads and the token pooling that feeds them."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def pool_cls_and_max(tokens: torch.Tensor, num_prefix_tokens: int = 1) -> torch.Tensor:
+    """Reference feature: concat(cls token, max over the point tokens). (B, T, D) -> (B, 2D).
+
+    ``num_prefix_tokens`` counts the cls token plus any prompt tokens placed after it; the max runs over the
+    tokens that follow them.
+    """
+    return torch.cat([tokens[:, 0], tokens[:, num_prefix_tokens:].max(dim=1).values], dim=-1)
+
+
+class PointMAEHead(nn.Sequential):
+    """Point-MAE ``cls_head_finetune``: Linear BN ReLU Dropout Linear BN ReLU Dropout Linear (keys 0,1,4,5,8)."""
+
+    def __init__(self, in_dim: int, num_classes: int, hidden: int = 256, dropout: float = 0.5) -> None:
+        super().__init__(
+            nn.Linear(in_dim, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True), nn.Dropout(dropout),
+            nn.Linear(hidden, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True), nn.Dropout(dropout),
+            nn.Linear(hidden, num_classes),
+        )
+
+
+class PointBERTHead(nn.Sequential):
+    """Point-BERT ``cls_head_finetune``: Linear ReLU Dropout Linear (keys 0 and 3)."""
+
+    def __init__(self, in_dim: int, num_classes: int, hidden: int = 256, dropout: float = 0.5) -> None:
+        super().__init__(
+            nn.Linear(in_dim, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(hidden, num_classes)
+        )
+
+
+HEADS = {"point_mae": PointMAEHead, "point_bert": PointBERTHead}

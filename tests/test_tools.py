@@ -1,0 +1,22 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+import pcpeft
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_model_summary_tool_runs_and_prints_the_reference_count():
+    out = subprocess.run([sys.executable, str(ROOT / "tools/model_summary.py"), "--npoints", "512",
+                          "--num-group", "32", "--batch", "1"], capture_output=True, text=True, check=True).stdout
+    assert "22,093,327 parameters" in out and "output (1, 15)" in out
+
+
+def test_model_recipes_build():
+    for path in sorted((ROOT / "cfgs/models").glob("*.yaml")):
+        spec = dict(yaml.safe_load(path.read_text())["model"])
+        model = pcpeft.create_model(spec.pop("name"), **spec)
+        assert model.config.trans_dim == 384, path
