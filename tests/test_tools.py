@@ -20,3 +20,13 @@ def test_model_recipes_build():
         spec = dict(yaml.safe_load(path.read_text())["model"])
         model = pcpeft.create_model(spec.pop("name"), **spec)
         assert model.config.trans_dim == 384, path
+
+
+def test_peft_table_tool_lists_every_method_with_the_documented_adapter_x_row():
+    out = subprocess.run([sys.executable, str(ROOT / "tools/peft_table.py")], capture_output=True, text=True,
+                         check=True).stdout
+    assert "| adapter_x | 417,519 | 22,233,711 | 1.878 |" in out
+    for method in ["full", "linear", "bitfit", "ssf", "adapter", "lora", "vpt", "idpt", "dapt", "smoa", "dapt_x"]:
+        assert f"| {method} |" in out
+    doc = (ROOT / "docs/methods.md").read_text()
+    assert all(line in doc for line in out.strip().splitlines()), "docs/methods.md table is stale"

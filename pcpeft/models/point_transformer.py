@@ -70,6 +70,8 @@ class PointTransformer(nn.Module):
         self.num_classes = config.num_classes
         self.embed_dim = config.trans_dim
         self.num_features = 2 * config.trans_dim
+        self.classifier_name = "cls_head_finetune"
+        self.prompt_pooling = False
 
         self.group_divider = PointGrouper(config.num_group, config.group_size, config.fps_backend,
                                           config.exclude_near_origin)
@@ -121,8 +123,21 @@ class PointTransformer(nn.Module):
         return self.norm(self.blocks(x, pos))
 
     def pool(self, tokens: torch.Tensor) -> torch.Tensor:
-        """tokens (B, T, C) -> head input (B, 2C): concat(cls, max over point tokens)."""
-        return pool_cls_and_max(tokens, self.num_prefix_tokens)
+        """tokens (B, T, C) -> head input: concat(cls, max over point tokens) (B, 2C), or with prompt pooling
+        concat(cls, mean of prompt tokens, max over point tokens) (B, 3C)."""
+        prefix = self.num_prefix_tokens
+        if self.prompt_pooling:
+            return torch.cat([tokens[:, 0], tokens[:, 1:prefix].mean(dim=1), tokens[:, prefix:].max(dim=1).values],
+                             dim=-1)
+        return pool_cls_and_max(tokens, prefix)
+
+    def enable_prompt_pooling(self) -> None:
+        """Let the head read the prompt tokens (DAPT): its first Linear widens to 3C inputs, freshly initialised."""
+        if self.prompt_pooling:
+            return
+        self.prompt_pooling = True
+        first = self.cls_head_finetune[0]
+        self.cls_head_finetune[0] = nn.Linear(3 * self.embed_dim, first.out_features)
 
     def forward_head(self, tokens: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """tokens (B, T, C) -> logits (B, classes), or the pooled feature (B, 2C) with ``pre_logits``."""

@@ -79,7 +79,12 @@ class Attention(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-norm block: ``x + drop_path(attn(norm1(x)))`` then ``x + drop_path(mlp(norm2(x)))``. (B, T, D)."""
+    """Pre-norm block: ``x + drop_path(attn(norm1(x)))`` then ``x + drop_path(mlp(h) + sum(branch(h)))`` with
+    ``h = norm2(x)``. (B, T, D).
+
+    ``mlp_branches`` (empty for the plain backbones, so it adds no state-dict keys) holds modules that run in
+    parallel to the MLP on the same normalised input: AdaptFormer adapters, SMoA, DAPT's dynamic adapter.
+    """
 
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = False,
                  drop: float = 0.0, attn_drop: float = 0.0, drop_path: float = 0.0, norm_eps: float = 1e-5) -> None:
@@ -89,11 +94,15 @@ class Block(nn.Module):
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
         self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), drop=drop)
+        self.mlp_branches = nn.ModuleList()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.drop_path(self.attn(self.norm1(x)))
-        x = x + self.drop_path(self.mlp(self.norm2(x)))
-        return x
+        h = self.norm2(x)
+        out = self.mlp(h)
+        for branch in self.mlp_branches:
+            out = out + branch(h)
+        return x + self.drop_path(out)
 
 
 class SequenceHook(Protocol):

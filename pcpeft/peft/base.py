@@ -1,0 +1,328 @@
+"""PEFT machinery shared by every method: config base class, method registry, injection helpers, PeftModel.
+
+A method is a config dataclass (subclass of :class:`PeftConfig`, registered with :func:`register_method`) whose
+``inject(backbone, host)`` adds its layers to a built backbone through the backbone's documented extension
+points only - wrapping named sub-layers (``norm1``, ``attn.qkv``, ...), appending to ``block.mlp_branches``,
+or registering a sequence hook on ``backbone.blocks`` - and returns the backbone parameter names it unfreezes.
+Nothing here knows whether the backbone is a point model or a ViT: the backbone tells (``classifier_name``,
+``token_output_module``, ``blocks``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, ClassVar, Iterable, Sequence
+
+import torch
+from torch import nn
+
+from ..models.checkpoints import CheckpointError
+
+_METHODS: dict[str, type["PeftConfig"]] = {}
+
+CONFIG_FILE = "adapter_config.json"
+WEIGHTS_FILE = "adapter_model.safetensors"
+
+
+class PeftError(ValueError):
+    """A PEFT configuration cannot be applied (unknown method, conflicting combination, unsupported merge)."""
+
+
+@dataclasses.dataclass
+class PeftConfig:
+    """Base of every method config.
+
+    Attributes:
+        train_head: the classification head is trainable (every method but ``linear`` sets nothing else).
+        train_cls_token: the cls token is trainable.
+    """
+
+    method: ClassVar[str] = ""
+    #: the method's layers fold into the backbone weights (``merge_and_unload``)
+    mergeable: ClassVar[bool] = False
+    #: names of backbone resources the method rewrites; two methods claiming one are refused together
+    claims: ClassVar[frozenset[str]] = frozenset()
+    #: the method fixes the whole set of trainable parameters and combines with nothing (full, linear)
+    standalone: ClassVar[bool] = False
+
+    train_head: bool = True
+    train_cls_token: bool = True
+
+    def inject(self, backbone: nn.Module, host: "PeftModel") -> list[str]:
+        """Add the method's layers to ``backbone``; return backbone parameter names (fnmatch patterns) to train."""
+        raise NotImplementedError
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": self.method, **dataclasses.asdict(self)}
+
+
+def register_method(cls: type[PeftConfig]) -> type[PeftConfig]:
+    """Class decorator registering a config class under its ``method`` name."""
+    if not cls.method or cls.method in _METHODS:
+        raise ValueError(f"method name {cls.method!r} is empty or already registered")
+    _METHODS[cls.method] = cls
+    return cls
+
+
+def list_methods() -> list[str]:
+    from . import methods  # noqa: F401  (registers every built-in method)
+
+    return sorted(_METHODS)
+
+
+def config_from_dict(spec: dict[str, Any]) -> PeftConfig:
+    """Build a config from ``{"method": name, **fields}``; unknown names and fields are clear errors."""
+    list_methods()
+    spec = dict(spec)
+    name = spec.pop("method", None)
+    if name not in _METHODS:
+        raise PeftError(f"unknown PEFT method {name!r}; available: {sorted(_METHODS)}")
+    cls = _METHODS[name]
+    valid = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(spec) - valid)
+    if unknown:
+        raise PeftError(f"PEFT method {name!r} has no option(s) {unknown}; valid options: {sorted(valid)}")
+    return cls(**spec)
+
+
+# -- injection helpers -------------------------------------------------------------------------------------------
+def replace_submodule(root: nn.Module, name: str, new: nn.Module) -> None:
+    """Swap the sub-module at dotted path ``name`` for ``new``."""
+    parent_name, _, attr = name.rpartition(".")
+    parent = root.get_submodule(parent_name) if parent_name else root
+    setattr(parent, attr, new)
+
+
+def backbone_blocks(backbone: nn.Module) -> Sequence[nn.Module]:
+    """The backbone's transformer blocks (``backbone.blocks`` is a BlockStack; its ``.blocks`` the list)."""
+    stack = getattr(backbone, "blocks", None)
+    blocks = getattr(stack, "blocks", None)
+    if blocks is None:
+        raise PeftError(f"{type(backbone).__name__} has no block stack at `.blocks.blocks`; cannot attach PEFT layers")
+    return blocks
+
+
+def block_prefix(backbone: nn.Module, index: int) -> str:
+    for name, module in backbone.named_modules():
+        if module is backbone_blocks(backbone)[index]:
+            return name
+    raise PeftError(f"block {index} not found")  # pragma: no cover - blocks always live in the tree
+
+
+def tensor_fingerprint(tensors: dict[str, torch.Tensor]) -> str:
+    """sha256 over sorted keys, dtypes, shapes and bytes: identifies the frozen backbone weights."""
+    digest = hashlib.sha256()
+    for key in sorted(tensors):
+        t = tensors[key].detach().cpu().contiguous().reshape(-1)
+        digest.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
+        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
+
+
+# -- the wrapper model -------------------------------------------------------------------------------------------
+class PeftModel(nn.Module):
+    """A backbone with PEFT layers injected and everything else frozen.
+
+    ``forward`` / ``forward_features`` / ``forward_head`` delegate to the backbone. Frozen BatchNorm layers (those
+    whose affine weights are not trained) stay in eval mode under ``train()``, so their running statistics never
+    change; trainable ones (e.g. the Point-MAE head's) update as usual.
+    """
+
+    def __init__(self, backbone: nn.Module, configs: Sequence[PeftConfig]) -> None:
+        super().__init__()
+        configs = list(configs)
+        _check_compatible(configs)
+        original = {id(t) for t in [*backbone.parameters(), *backbone.buffers()]}
+        self.base_model = backbone
+        self.peft_configs = configs
+        self.peft_modules = nn.ModuleDict()  # layers owned by hooks outside the backbone tree (shared pools, ...)
+        unfreeze: list[str] = []
+        for config in configs:
+            unfreeze += config.inject(backbone, self)
+        self._added = {id(t) for t in [*self.parameters(), *self.buffers()]} - original
+        self._freeze(configs, unfreeze)
+
+    # -- trainability --------------------------------------------------------------------------------------------
+    def _freeze(self, configs: Sequence[PeftConfig], patterns: list[str]) -> None:
+        base = self.base_model
+        classifier = getattr(base, "classifier_name", None)
+        if any(c.train_head for c in configs) and classifier:
+            patterns.append(f"{classifier}.*")
+        if any(c.train_cls_token for c in configs) and hasattr(base, "cls_token"):
+            patterns.append("cls_token")
+        for name, param in self.named_parameters():
+            inner = name[len("base_model."):]
+            param.requires_grad_(id(param) in self._added or any(fnmatch.fnmatchcase(inner, p) for p in patterns))
+
+    def train(self, mode: bool = True) -> "PeftModel":
+        super().train(mode)
+        if mode:
+            for module in self.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.weight is not None \
+                        and not module.weight.requires_grad:
+                    module.eval()
+        return self
+
+    def trainable_parameters(self) -> tuple[int, int]:
+        """(trainable, total) parameter counts; shared layers counted once."""
+        params = list(self.parameters())
+        return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
+
+    def print_trainable_parameters(self) -> str:
+        """Print and return ``trainable: N | total: M | P%`` (total = backbone + added layers)."""
+        trainable, total = self.trainable_parameters()
+        line = f"trainable: {trainable:,} | total: {total:,} | {100 * trainable / total:.4f}%"
+        print(line)
+        return line
+
+    # -- forward -------------------------------------------------------------------------------------------------
+    def forward(self, *args, **kwargs):
+        return self.base_model(*args, **kwargs)
+
+    def forward_features(self, *args, **kwargs):
+        return self.base_model.forward_features(*args, **kwargs)
+
+    def forward_head(self, *args, **kwargs):
+        return self.base_model.forward_head(*args, **kwargs)
+
+    def aux_loss(self) -> torch.Tensor:
+        """Weighted auxiliary losses of the last forward (SMoA load balancing); 0 when no method has one."""
+        losses = [m.aux_loss() for m in self.modules() if m is not self and hasattr(m, "aux_loss")
+                  and callable(m.aux_loss) and not isinstance(m, PeftModel)]
+        losses = [l for l in losses if l is not None]
+        if not losses:
+            return torch.zeros((), device=next(self.parameters()).device)
+        return torch.stack(losses).sum()
+
+    def routing(self) -> dict[int, torch.Tensor]:
+        """Expert chosen per token in each block during the last forward: {block: (B, T, heads) int64}."""
+        out: dict[int, torch.Tensor] = {}
+        for module in self.modules():
+            record = getattr(module, "last_routing", None)
+            if isinstance(record, dict):
+                out.update(record)
+        return dict(sorted(out.items()))
+
+    # -- merge ---------------------------------------------------------------------------------------------------
+    def merge_and_unload(self) -> nn.Module:
+        """Fold mergeable layers (SSF, LoRA) into the backbone weights and return the plain backbone.
+
+        Methods that add no layers (``linear``, ``bitfit``, ``full``) merge trivially. Methods whose layers
+        depend on the input (adapters, SMoA, prompts) cannot be folded and raise :class:`PeftError`.
+        """
+        blocking = [c.method for c in self.peft_configs if not c.mergeable]
+        if blocking:
+            raise PeftError(
+                f"merge_and_unload() is not possible with {blocking}: their layers compute input-dependent outputs "
+                f"(extra branches or prompt tokens), which no single set of backbone weights reproduces. "
+                f"Only ssf and lora (and the layer-free linear/bitfit/full) merge."
+            )
+        base = self.base_model
+        for config in self.peft_configs:
+            merge = getattr(config, "merge", None)
+            if merge is not None:
+                merge(base)
+        for param in base.parameters():
+            param.requires_grad_(True)
+        return base
+
+    # -- save / load ---------------------------------------------------------------------------------------------
+    def _frozen_state(self) -> dict[str, torch.Tensor]:
+        """Backbone tensors the methods do not train: frozen parameters and buffers of modules with no trainable
+        parameter (e.g. the frozen tokenizer's BatchNorm statistics)."""
+        frozen: dict[str, torch.Tensor] = {}
+        for owner_name, module in self.named_modules():
+            trains = any(p.requires_grad for p in module.parameters(recurse=False))
+            prefix = f"{owner_name}." if owner_name else ""
+            for leaf, param in module.named_parameters(recurse=False):
+                if not param.requires_grad and id(param) not in self._added:
+                    frozen.setdefault(prefix + leaf, param.detach())
+            for leaf, buf in module.named_buffers(recurse=False):
+                if buf is not None and not trains and id(buf) not in self._added:
+                    frozen.setdefault(prefix + leaf, buf)
+        return frozen
+
+    def adapter_state_dict(self) -> dict[str, torch.Tensor]:
+        """Everything ``save_pretrained`` writes: trained parameters, added layers and trained modules' buffers."""
+        frozen = self._frozen_state()
+        return {k: v.detach().clone().contiguous() for k, v in self.state_dict().items() if k not in frozen}
+
+    def backbone_fingerprint(self) -> str:
+        return tensor_fingerprint(self._frozen_state())
+
+    def save_pretrained(self, directory: str | os.PathLike) -> Path:
+        """Write the adapter weights (safetensors), the method configs and the frozen-backbone fingerprint."""
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        state = self.adapter_state_dict()
+        meta = {"configs": [c.to_dict() for c in self.peft_configs],
+                "backbone": type(self.base_model).__name__,
+                "architecture": getattr(self.base_model, "architecture", lambda: {})(),
+                "backbone_fingerprint": self.backbone_fingerprint(),
+                "tensors": len(state)}
+        _atomic_write(directory / WEIGHTS_FILE, lambda p: save_file(state, str(p)))
+        _atomic_write(directory / CONFIG_FILE, lambda p: p.write_text(json.dumps(meta, indent=2, default=str)))
+        return directory
+
+    @classmethod
+    def from_pretrained(cls, backbone: nn.Module, directory: str | os.PathLike) -> "PeftModel":
+        """Rebuild the methods saved in ``directory`` on ``backbone`` and load their weights.
+
+        Refuses (CheckpointError) a backbone whose frozen weights differ from the ones the adapter was trained on.
+        """
+        from safetensors.torch import load_file
+
+        directory = Path(directory)
+        config_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
+        for path in (config_path, weights_path):
+            if not path.is_file():
+                raise CheckpointError(f"adapter file not found: {path}")
+        meta = json.loads(config_path.read_text())
+        model = cls(backbone, [config_from_dict(c) for c in meta["configs"]])
+        found = model.backbone_fingerprint()
+        if found != meta["backbone_fingerprint"]:
+            raise CheckpointError(
+                f"{directory}: the backbone's frozen weights differ from those the adapter was trained on "
+                f"(fingerprint {found[:12]} != saved {meta['backbone_fingerprint'][:12]}); load the same "
+                f"pretrained checkpoint first"
+            )
+        state = load_file(str(weights_path))
+        expected = set(model.adapter_state_dict())
+        if set(state) != expected:
+            raise CheckpointError(
+                f"{weights_path}: keys do not match the methods {[c['method'] for c in meta['configs']]}: "
+                f"missing {sorted(expected - set(state))[:5]}, unexpected {sorted(set(state) - expected)[:5]}"
+            )
+        model.load_state_dict(state, strict=False)
+        return model
+
+
+def _atomic_write(path: Path, write) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def _check_compatible(configs: Iterable[PeftConfig]) -> None:
+    configs = list(configs)
+    if not configs:
+        raise PeftError("get_peft_model needs at least one method")
+    alone = [c.method for c in configs if c.standalone]
+    if alone and len(configs) > 1:
+        raise PeftError(f"{alone[0]!r} fixes the whole set of trainable parameters and cannot be combined with "
+                        f"{[c.method for c in configs if c.method != alone[0]]}")
+    seen: dict[str, str] = {}
+    for config in configs:
+        for claim in config.claims:
+            if claim in seen:
+                raise PeftError(
+                    f"methods {seen[claim]!r} and {config.method!r} conflict: both rewrite {claim}; "
+                    f"use one of them"
+                )
+            seen[claim] = config.method

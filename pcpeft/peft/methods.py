@@ -1,0 +1,2 @@
+"""Imports every built-in method module so each registers itself."""
+from . import adapter, dapt, lora, prompt_generator, prompts, selective, smoa, ssf  # noqa: F401

@@ -1,0 +1,27 @@
+"""Print the trainable parameters of every PEFT method and preset on a backbone (markdown or JSON).
+
+    python tools/peft_table.py                                   # point_mae, 15 classes, 128 groups (ScanObjectNN)
+    python tools/peft_table.py --backbone point_bert --num-classes 40 --num-group 64 --json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+import pcpeft
+from pcpeft.peft.table import format_markdown, trainable_table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backbone", default="point_mae", choices=pcpeft.list_models())
+    parser.add_argument("--num-classes", type=int, default=15)
+    parser.add_argument("--num-group", type=int, default=128)
+    parser.add_argument("--json", action="store_true", help="print JSON instead of markdown")
+    args = parser.parse_args()
+    rows = trainable_table(args.backbone, num_classes=args.num_classes, num_group=args.num_group)
+    print(json.dumps(rows, indent=2) if args.json else format_markdown(rows))
+
+
+if __name__ == "__main__":
+    main()
