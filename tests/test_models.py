@@ -70,14 +70,14 @@ def test_position_embedding_is_added_before_every_block():
     stack = BlockStack(16, 3, 2).eval()
     x, pos = torch.randn(1, 5, 16), torch.randn(1, 5, 16)
     expected = x
-    for block in stack.blocks:
+    for block in stack:
         expected = block(expected + pos)
     torch.testing.assert_close(stack(x, pos), expected)
 
 
 def test_drop_path_schedule_and_behaviour():
     stack = BlockStack(16, 12, 2, drop_path_rate=0.1)
-    rates = [getattr(b.drop_path, "drop_prob", 0.0) for b in stack.blocks]
+    rates = [getattr(b.drop_path, "drop_prob", 0.0) for b in stack]
     assert rates[0] == 0.0 and abs(rates[-1] - 0.1) < 1e-7 and rates == sorted(rates)
     dp = DropPath(0.5)
     x = torch.ones(1000, 4)

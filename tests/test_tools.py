@@ -30,3 +30,23 @@ def test_peft_table_tool_lists_every_method_with_the_documented_adapter_x_row():
         assert f"| {method} |" in out
     doc = (ROOT / "docs/methods.md").read_text()
     assert all(line in doc for line in out.strip().splitlines()), "docs/methods.md table is stale"
+
+
+def test_bench_tool_runs_on_tiny_settings(tmp_path):
+    out = tmp_path / "bench.json"
+    result = subprocess.run([sys.executable, str(ROOT / "tools/bench.py"), "--shape", "modelnet40", "--batch", "2",
+                             "--repeats", "1", "--warmup", "0", "--methods", "full", "ssf", "adapter_x",
+                             "--skip_grouping", "--out", str(out)], capture_output=True, text=True, check=True)
+    assert "| ssf |" in result.stdout and "adapter_x step / full step" in result.stdout
+    import json
+
+    saved = json.loads(out.read_text())
+    ssf = next(r for r in saved["methods"] if r["method"] == "ssf")
+    assert ssf["merged_infer_ms"] > 0 and ssf["plain_infer_ms"] > 0 and ssf["train_step_ms"] > 0
+
+
+def test_grouping_bench_lists_every_cpu_backend():
+    from pcpeft.benchmark import bench_grouping
+
+    rows = bench_grouping(repeats=1, batch=2)
+    assert {"fps_torch_ms", "fps_fpsample_ms", "knn32_ms"} <= set(rows[0])

@@ -48,7 +48,7 @@ class ScanObjectNN(Dataset):
         subset: 'train' | 'test'.
         shuffle_points: shuffle each sample's point order (default: True for train, as the reference).
         num_classes: class count labels are checked against (15).
-        seed: seeds the point shuffling for reproducible runs (None: numpy's global state).
+        seed: seeds the point shuffling for reproducible runs (None: numpy's global state); see ``set_epoch``.
     """
 
     def __init__(self, root: str | Path, split: str = "OBJ_BG", subset: str = "train",
@@ -61,7 +61,12 @@ class ScanObjectNN(Dataset):
         self.points = np.ascontiguousarray(self.points[..., :3])
         self.shuffle_points = subset == "train" if shuffle_points is None else shuffle_points
         self.classes = CLASSES if num_classes == len(CLASSES) else tuple(str(i) for i in range(num_classes))
-        self.rng = np.random.default_rng(seed) if seed is not None else np.random
+        self.seed, self.epoch = seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """With a seed, the point shuffle of sample i in epoch e depends on (seed, e, i) only: reproducible with
+        any number of loader workers and after a resume."""
+        self.epoch = epoch
 
     def __len__(self) -> int:
         return len(self.points)
@@ -69,5 +74,6 @@ class ScanObjectNN(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         points = self.points[index]
         if self.shuffle_points:
-            points = points[self.rng.permutation(points.shape[0])]
+            rng = np.random.default_rng([self.seed, self.epoch, index]) if self.seed is not None else np.random
+            points = points[rng.permutation(points.shape[0])]
         return torch.from_numpy(np.array(points, dtype=np.float32)), int(self.labels[index])

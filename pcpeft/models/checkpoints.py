@@ -76,6 +76,14 @@ def read_checkpoint_file(path: str | os.PathLike, weights_only: bool = True) -> 
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint file not found: {path}")
+    if path.suffix == ".npz":  # original JAX ViT weights
+        import numpy as np
+
+        try:
+            with np.load(path) as arrays:
+                return {k: torch.from_numpy(np.array(arrays[k])) for k in arrays.files}
+        except Exception as err:  # noqa: BLE001 - zip / format errors of every kind
+            raise CheckpointError(f"{path} is not a readable .npz file ({err})") from None
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
@@ -209,11 +217,13 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike, strict: bool = Fa
 
     Args:
         model: a backbone from :func:`pcpeft.create_model` (or a PEFT model: its base model is loaded).
-        path: ``.pth``/``.pt``/``.bin``/``.safetensors`` file, in any layout listed in this module's docstring.
+        path: ``.pth``/``.pt``/``.bin``/``.safetensors`` file in any layout listed in this module's docstring, or
+            for the ViT a timm file or an original JAX ``.npz``.
         strict: raise :class:`CheckpointError` listing every missing, unexpected or mis-shaped key.
         weights_only: refuse pickled Python objects (safe default); set False only for files you trust.
     """
     target = getattr(model, "base_model", model)
     state = extract_state_dict(read_checkpoint_file(path, weights_only=weights_only), str(path))
-    layout, mapped, dropped = map_reference_keys(state)
+    convert = getattr(target, "convert_checkpoint_state", None)  # the ViT: JAX names, pos_embed resizing
+    layout, mapped, dropped = convert(state) if convert else map_reference_keys(state)
     return load_state_into(target, mapped, layout, str(path), dropped, strict)

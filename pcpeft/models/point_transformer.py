@@ -16,7 +16,7 @@ from ..ops.grouping import PointGrouper
 from .heads import HEADS, pool_cls_and_max
 from .point_tokenizer import MiniPointNet, PositionalMLP
 from .registry import register_model
-from .transformer import BlockStack
+from .transformer import BlockStack, TransformerEncoder
 
 
 @dataclass
@@ -81,8 +81,8 @@ class PointTransformer(nn.Module):
         self.cls_token = nn.Parameter(torch.zeros(1, 1, config.trans_dim))
         self.cls_pos = nn.Parameter(torch.zeros(1, 1, config.trans_dim))
         self.pos_embed = PositionalMLP(config.trans_dim)
-        self.blocks = BlockStack(config.trans_dim, config.depth, config.num_heads, config.mlp_ratio,
-                                 qkv_bias=False, drop_path_rate=config.drop_path_rate)
+        self.blocks = TransformerEncoder(config.trans_dim, config.depth, config.num_heads, config.mlp_ratio,
+                                         qkv_bias=False, drop_path_rate=config.drop_path_rate)
         self.norm = nn.LayerNorm(config.trans_dim)
         self.apply(_reference_init)
         nn.init.trunc_normal_(self.cls_token, std=0.02)
@@ -93,9 +93,14 @@ class PointTransformer(nn.Module):
 
     # -- stages -------------------------------------------------------------------------------------------------
     @property
+    def block_stack(self) -> BlockStack:
+        """The transformer blocks (where PEFT methods attach)."""
+        return self.blocks.blocks
+
+    @property
     def num_prefix_tokens(self) -> int:
         """cls token plus the prompt tokens PEFT hooks insert after it."""
-        return 1 + self.blocks.num_added_tokens()
+        return 1 + self.block_stack.num_added_tokens()
 
     @property
     def token_output_module(self) -> str:

@@ -54,4 +54,4 @@ def model_options(name: str) -> list[str]:
 
 
 def _import_builtin_models() -> None:
-    from . import point_transformer  # noqa: F401  (registers point_mae / point_bert)
+    from . import point_transformer, vit  # noqa: F401  (registers point_mae / point_bert / vit_*)

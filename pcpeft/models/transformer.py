@@ -122,24 +122,20 @@ class SequenceHook(Protocol):
     def num_added_tokens(self, depth: int) -> int: ...
 
 
-class BlockStack(nn.Module):
-    """``depth`` blocks; ``pos`` (if given) is added to the input of every block, as in Point-MAE/Point-BERT.
+class BlockStack(nn.ModuleList):
+    """``depth`` blocks (its children, keys ``{i}.*``); ``pos`` (if given) is added to the input of every block,
+    as in Point-MAE/Point-BERT (the ViT adds its positional embedding once and passes None).
 
-    Held by the point backbones as ``blocks`` so keys read ``blocks.blocks.{i}.*`` like the reference.
+    Every backbone exposes its stack as ``backbone.block_stack``; that is where PEFT methods find the blocks and
+    register sequence hooks.
     """
 
     def __init__(self, dim: int, depth: int, num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = False,
                  drop: float = 0.0, attn_drop: float = 0.0, drop_path_rate: float = 0.0,
                  norm_eps: float = 1e-5) -> None:
-        super().__init__()
         rates = torch.linspace(0, drop_path_rate, depth).tolist()
-        self.blocks = nn.ModuleList(
-            Block(dim, num_heads, mlp_ratio, qkv_bias, drop, attn_drop, rate, norm_eps) for rate in rates
-        )
+        super().__init__(Block(dim, num_heads, mlp_ratio, qkv_bias, drop, attn_drop, rate, norm_eps) for rate in rates)
         self._sequence_hooks: list[SequenceHook] = []
-
-    def __len__(self) -> int:
-        return len(self.blocks)
 
     @property
     def sequence_hooks(self) -> Sequence[SequenceHook]:
@@ -154,14 +150,25 @@ class BlockStack(nn.Module):
 
     def num_added_tokens(self) -> int:
         """Tokens the registered hooks insert after the cls token, in total."""
-        return sum(h.num_added_tokens(len(self.blocks)) for h in self._sequence_hooks)
+        return sum(h.num_added_tokens(len(self)) for h in self._sequence_hooks)
 
     def forward(self, x: torch.Tensor, pos: torch.Tensor | None = None) -> torch.Tensor:
         """x (B, T, D), pos (B, T, D) or None -> (B, T + added, D)."""
-        for index, block in enumerate(self.blocks):
+        for index, block in enumerate(self):
             for hook in self._sequence_hooks:
                 x, pos = hook.before_block(index, x, pos)
             x = block(x if pos is None else x + pos)
             for hook in self._sequence_hooks:
                 x, pos = hook.after_block(index, x, pos)
         return x
+
+
+class TransformerEncoder(nn.Module):
+    """The point references' wrapper around the stack (state-dict keys ``blocks.{i}.*`` beneath it)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__()
+        self.blocks = BlockStack(*args, **kwargs)
+
+    def forward(self, x: torch.Tensor, pos: torch.Tensor | None = None) -> torch.Tensor:
+        return self.blocks(x, pos)

@@ -3,7 +3,7 @@
 A method is a config dataclass (subclass of :class:`PeftConfig`, registered with :func:`register_method`) whose
 ``inject(backbone, host)`` adds its layers to a built backbone through the backbone's documented extension
 points only - wrapping named sub-layers (``norm1``, ``attn.qkv``, ...), appending to ``block.mlp_branches``,
-or registering a sequence hook on ``backbone.blocks`` - and returns the backbone parameter names it unfreezes.
+or registering a sequence hook on ``backbone.block_stack`` - and returns the backbone parameter names it unfreezes.
 Nothing here knows whether the backbone is a point model or a ViT: the backbone tells (``classifier_name``,
 ``token_output_module``, ``blocks``).
 """
@@ -98,19 +98,11 @@ def replace_submodule(root: nn.Module, name: str, new: nn.Module) -> None:
 
 
 def backbone_blocks(backbone: nn.Module) -> Sequence[nn.Module]:
-    """The backbone's transformer blocks (``backbone.blocks`` is a BlockStack; its ``.blocks`` the list)."""
-    stack = getattr(backbone, "blocks", None)
-    blocks = getattr(stack, "blocks", None)
-    if blocks is None:
-        raise PeftError(f"{type(backbone).__name__} has no block stack at `.blocks.blocks`; cannot attach PEFT layers")
-    return blocks
-
-
-def block_prefix(backbone: nn.Module, index: int) -> str:
-    for name, module in backbone.named_modules():
-        if module is backbone_blocks(backbone)[index]:
-            return name
-    raise PeftError(f"block {index} not found")  # pragma: no cover - blocks always live in the tree
+    """The backbone's transformer blocks: its ``block_stack`` (a BlockStack), which every backbone exposes."""
+    stack = getattr(backbone, "block_stack", None)
+    if stack is None:
+        raise PeftError(f"{type(backbone).__name__} exposes no `block_stack`; cannot attach PEFT layers")
+    return stack
 
 
 def tensor_fingerprint(tensors: dict[str, torch.Tensor]) -> str:

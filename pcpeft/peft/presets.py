@@ -10,7 +10,7 @@ from .smoa import SMoAConfig
 from .ssf import SSFConfig
 
 #: Adapter-X's block-specific trainable LayerNorm before the MLP.
-NORM2_PATTERN = "blocks.blocks.*.norm2.*"
+NORM2_PATTERN = "*.norm2.*"
 
 
 def adapter_x() -> list[PeftConfig]:

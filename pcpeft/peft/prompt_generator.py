@@ -77,7 +77,7 @@ def attach_prompt_generator(backbone: nn.Module, host, name: str, activation: st
                             head_reads_prompts: bool) -> PromptGenerator:
     generator = PromptGenerator(prompt_sources(backbone), backbone.embed_dim, activation)
     host.peft_modules[name] = generator
-    backbone.blocks.add_sequence_hook(generator)
+    backbone.block_stack.add_sequence_hook(generator)
     if head_reads_prompts:
         backbone.enable_prompt_pooling()
     return generator

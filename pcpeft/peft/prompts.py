@@ -72,7 +72,7 @@ class VPTConfig(PeftConfig):
     def inject(self, backbone: nn.Module, host) -> list[str]:
         hook = DeepPrompts(len(backbone_blocks(backbone)), self.num_prompts, backbone.embed_dim)
         host.peft_modules["vpt"] = hook
-        backbone.blocks.add_sequence_hook(hook)
+        backbone.block_stack.add_sequence_hook(hook)
         return []
 
 
@@ -92,5 +92,5 @@ class IDPTConfig(PeftConfig):
         depth = len(backbone_blocks(backbone))
         hook = DynamicPromptGenerator(backbone.embed_dim, self.hidden, self.num_prompts, depth - 1)
         host.peft_modules["idpt"] = hook
-        backbone.blocks.add_sequence_hook(hook)
+        backbone.block_stack.add_sequence_hook(hook)
         return []

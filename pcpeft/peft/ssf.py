@@ -1,7 +1,8 @@
 """SSF - Scale and Shift your Features (Lian et al., NeurIPS 2022).
 
 ``y = x * gamma + beta`` per channel after: norm1, attn.qkv, attn.proj, norm2, mlp.fc1, mlp.fc2 of every block,
-the tokenizer output (before the positional embedding) and the final norm. gamma ~ N(1, 0.02), beta ~ N(0, 0.02).
+the tokenizer output (before the positional embedding; the patch embedding on the ViT, as in the SSF paper) and
+the final norm. gamma ~ N(1, 0.02), beta ~ N(0, 0.02).
 
 Every SSF follows a linear map or a LayerNorm, so ``merge_and_unload`` folds it exactly:
 ``W' = gamma[:, None] * W``, ``b' = gamma * b + beta``. Two places need more than that:
@@ -77,6 +78,10 @@ def fold_scale_shift(module: nn.Module, gamma: torch.Tensor, beta: torch.Tensor)
     if isinstance(module, nn.LayerNorm):
         module.weight.mul_(gamma)
         module.bias.mul_(gamma).add_(beta)
+        return module
+    projection = getattr(module, "proj", None)
+    if isinstance(projection, (nn.Conv2d, nn.Linear)):  # the ViT's PatchEmbed: its output is proj's, flattened
+        fold_scale_shift(projection, gamma, beta)
         return module
     last_conv = getattr(module, "second_conv", None)
     if last_conv is not None:  # MiniPointNet: token = max over points of second_conv[-1]

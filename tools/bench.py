@@ -1,0 +1,44 @@
+"""Benchmarks: trainable parameters, training step time, peak memory, inference latency (merged too) of every
+PEFT method on point_mae, and the grouping ops per backend. Prints markdown, writes JSON.
+
+    python tools/bench.py                              # CPU, ScanObjectNN shapes, batch 32
+    python tools/bench.py --shape modelnet40 --batch 16 --methods full ssf adapter_x
+    python tools/bench.py --device cuda --out bench_gpu.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+from pcpeft.benchmark import (DEFAULT_METHODS, SHAPES, bench_grouping, bench_methods, grouping_markdown,
+                              machine_description, methods_markdown, target_checks)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--shape", default="scanobjectnn", choices=sorted(SHAPES))
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=5, help="timed repeats (median reported)")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--methods", nargs="*", default=list(DEFAULT_METHODS))
+    parser.add_argument("--skip_grouping", action="store_true")
+    parser.add_argument("--out", default="bench.json")
+    args = parser.parse_args()
+    machine = machine_description(args.device)
+    rows = bench_methods(args.methods, args.shape, args.batch, args.device, args.repeats, args.warmup)
+    grouping = [] if args.skip_grouping else bench_grouping(args.device, args.repeats)
+    print(f"machine: {machine}\nshape: {args.shape} {SHAPES[args.shape]}, batch {args.batch}\n")
+    print(methods_markdown(rows))
+    if grouping:
+        print()
+        print(grouping_markdown(grouping))
+    print()
+    print("\n".join(target_checks(rows, grouping)))
+    with open(args.out, "w") as f:
+        json.dump({"machine": machine, "shape": args.shape, "batch": args.batch, "methods": rows,
+                   "grouping": grouping, "targets": target_checks(rows, grouping)}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
