@@ -226,14 +226,17 @@ def test_resume_after_a_kill_mid_epoch_is_exact(tmp_path, demo_root):
 
 def test_test_tool_paths_and_voting_at_2048_points(tmp_path, demo_root):
     config = tiny_config(demo_root, epochs=1)
+    spec = {k: v for k, v in config["model"].items() if k != "name"}
+    pretrained = tmp_path / "backbone.pth"
+    torch.save({"base_model": pcpeft.create_model("point_mae", **spec).state_dict()}, pretrained)
     run(config, tmp_path, name="full", peft="full")
-    run(config, tmp_path, name="ax", peft="adapter_x")
+    run(config, tmp_path, name="ax", peft="adapter_x", ckpts=str(pretrained))
     model = load_for_test(config, str(tmp_path / "tiny/full/ckpt-best.pth"), None, torch.device("cpu"))
     one = evaluate_run(config, model, torch.device("cpu"), vote=False)
     assert one["samples"] == 24
     with pytest.raises(ValueError, match="adapter weights only"):
         load_for_test(config, str(tmp_path / "tiny/ax/ckpt-best.pth"), None, torch.device("cpu"))
-    adapter = load_for_test(config, None, str(tmp_path / "tiny/ax/adapter-best"), torch.device("cpu"))
+    adapter = load_for_test(config, str(pretrained), str(tmp_path / "tiny/ax/adapter-best"), torch.device("cpu"))
     assert evaluate_run(config, adapter, torch.device("cpu"), vote=False)["samples"] == 24
     config2048 = {**config, "dataset": {**config["dataset"], "npoints": 2048}}
     voted = evaluate_run(config2048, model, torch.device("cpu"), vote=True, times=2)
