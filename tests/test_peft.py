@@ -42,7 +42,7 @@ def expected_backbone_trainables(method, backbone):
         return names
     if method == "linear":
         return head
-    base = head | {"cls_token"}
+    base = head | {"cls_token", "cls_pos"}
     if method == "bitfit":
         bias_or_norm = set()
         for mod_name, mod in backbone.named_modules():
@@ -271,5 +271,23 @@ def test_adapter_x_budget_on_point_mae_scanobjectnn():
     """The documented number: Adapter-X on Point-MAE, 15 classes, 128 groups (head counted as trainable)."""
     model = get_peft_model(pcpeft.create_model("point_mae", num_classes=15, num_group=128), "adapter_x")
     trainable, total = model.trainable_parameters()
-    assert (trainable, total) == (417_519, 22_233_711)
+    assert (trainable, total) == (417_903, 22_233_711)
     assert 1.85 < 100 * trainable / total < 1.91
+
+
+def test_adapter_restores_onto_a_fresh_backbone_loaded_from_a_pretraining_file(tmp_path):
+    """Point-MAE pre-training files carry no cls_pos: it must train (and be saved), not stay a random init."""
+    source = small(seed=11).state_dict()
+    pre = {f"MAE_encoder.{k}": v for k, v in source.items() if not k.startswith(("cls_", "cls_head"))}
+    torch.save({"base_model": pre}, tmp_path / "pretrain.pth")
+    first = small(seed=1)
+    pcpeft.load_checkpoint(first, tmp_path / "pretrain.pth", strict=True)
+    model = get_peft_model(first, "adapter_x").eval()
+    x = cloud(seed=2)
+    with torch.no_grad():
+        expected = model(x)
+    model.save_pretrained(tmp_path / "ad")
+    second = small(seed=2)  # another random cls_pos / head / cls token
+    pcpeft.load_checkpoint(second, tmp_path / "pretrain.pth", strict=True)
+    with torch.no_grad():
+        assert torch.equal(PeftModel.from_pretrained(second, tmp_path / "ad").eval()(x), expected)

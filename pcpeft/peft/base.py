@@ -38,7 +38,7 @@ class PeftConfig:
 
     Attributes:
         train_head: the classification head is trainable (every method but ``linear`` sets nothing else).
-        train_cls_token: the cls token is trainable.
+        train_cls_token: the cls token (and the point models' cls positional embedding) is trainable.
     """
 
     method: ClassVar[str] = ""
@@ -145,7 +145,9 @@ class PeftModel(nn.Module):
         if any(c.train_head for c in configs) and classifier:
             patterns.append(f"{classifier}.*")
         if any(c.train_cls_token for c in configs) and hasattr(base, "cls_token"):
-            patterns.append("cls_token")
+            # cls_pos too: pre-training files (Point-MAE) do not hold it, so a frozen one would stay a random init
+            # that no adapter file could be restored onto
+            patterns += ["cls_token", "cls_pos"]
         for name, param in self.named_parameters():
             inner = name[len("base_model."):]
             param.requires_grad_(id(param) in self._added or any(fnmatch.fnmatchcase(inner, p) for p in patterns))
