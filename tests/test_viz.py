@@ -3,9 +3,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 
+import pcpeft
 from pcpeft import get_peft_model, viz
 from pcpeft.datasets import write_demo_dataset
 
@@ -44,8 +44,8 @@ def test_gallery_routing_tsne_and_curves(tmp_path):
                              tmp_path / "gal.png", columns=2, size=(500, 500))
     assert png(out)[1] == (500, 500) and png(out)[0].var() > 50
     torch.manual_seed(0)
-    model = get_peft_model(__import__("pcpeft").create_model("point_mae", num_classes=12, num_group=16, group_size=8,
-                                                             depth=3), "adapter_x")
+    model = get_peft_model(pcpeft.create_model("point_mae", num_classes=12, num_group=16, group_size=8, depth=3),
+                           "adapter_x")
     with torch.no_grad():  # give the router something to do
         for p in model.peft_modules["smoa"].parameters():
             p.normal_(0, 1)
@@ -68,7 +68,7 @@ def test_visualize_tool_command_line(shared_dir, tmp_path):
     mesh = shared_dir / "data/modelnet_off_samples/loose/toilet_0001.off"
     result = subprocess.run([sys.executable, str(ROOT / "tools/visualize.py"), "cloud", "--file", str(mesh),
                              "--out", str(tmp_path / "t.png"), "--width", "320", "--height", "240", "--interactive"],
-                            capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"} | {}, cwd=ROOT)
+                            capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"}, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "renderer: matplotlib" in result.stderr or "renderer: open3d" in result.stderr
     assert png(tmp_path / "t.png")[1] == (320, 240)

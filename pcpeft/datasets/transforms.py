@@ -17,6 +17,12 @@ from ..ops.grouping import gather_points
 REFERENCE_OVERSAMPLE = {1024: 1200, 2048: 2400, 4096: 4800, 8192: 8192}
 
 
+def oversample_size(npoints: int, available: int | None = None) -> int:
+    """FPS pool size before a random ``npoints`` subset: the reference table, else 1.2x; capped at ``available``."""
+    size = REFERENCE_OVERSAMPLE.get(npoints, math.ceil(1.2 * npoints))
+    return size if available is None else min(size, available)
+
+
 def _uniform(shape, low, high, generator, device) -> torch.Tensor:
     return (torch.rand(shape, generator=generator) * (high - low) + low).to(device)
 
@@ -98,7 +104,7 @@ class RandomSubsetOfFPS:
 
     def __init__(self, npoints: int, point_all: int | None = None, generator: torch.Generator | None = None) -> None:
         self.npoints = npoints
-        self.point_all = point_all or REFERENCE_OVERSAMPLE.get(npoints, math.ceil(1.2 * npoints))
+        self.point_all = point_all or oversample_size(npoints)
         self.generator = generator
 
     def __call__(self, points: torch.Tensor) -> torch.Tensor:

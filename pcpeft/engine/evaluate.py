@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from ..datasets.transforms import REFERENCE_OVERSAMPLE, ScaleAndTranslate
+from ..datasets.transforms import ScaleAndTranslate, oversample_size
 from ..ops.fps import farthest_point_sample
 from ..ops.grouping import gather_points
 from .distributed import gather_ordered, shard_indices
@@ -40,7 +40,7 @@ def predict_vote(model: nn.Module, dataset: Dataset, npoints: int, device: torch
                  batch_size: int = 32, seed: int = 0, workers: int = 0, rank: int = 0, world: int = 1,
                  progress: Callable | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Voting: mean logits over ``times`` re-samples, each a random ``npoints`` subset of the FPS oversample
-    (``REFERENCE_OVERSAMPLE``, capped at the cloud size, so 2048-point ScanObjectNN works) followed by
+    (``oversample_size``, capped at the cloud size, so 2048-point ScanObjectNN works) followed by
     scale-and-translate, as Point-MAE's ``test_vote``."""
     generator = torch.Generator().manual_seed(seed)
     augment = ScaleAndTranslate(generator=generator)
@@ -50,7 +50,7 @@ def predict_vote(model: nn.Module, dataset: Dataset, npoints: int, device: torch
     batches = _loader(dataset, indices, batch_size, workers)
     for points, label in (progress(batches) if progress else batches):
         points = points.to(device)
-        point_all = min(REFERENCE_OVERSAMPLE.get(npoints, int(1.2 * npoints)), points.shape[1])
+        point_all = oversample_size(npoints, points.shape[1])
         if point_all < npoints:
             raise ValueError(f"voting needs clouds of at least {npoints} points, got {points.shape[1]}")
         fps_idx = farthest_point_sample(points[..., :3].contiguous(), point_all)

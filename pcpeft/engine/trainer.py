@@ -26,7 +26,7 @@ from torch import nn
 from torch.utils.data import DataLoader, RandomSampler
 from torch.utils.data.distributed import DistributedSampler
 
-from ..models.checkpoints import LoadReport, load_checkpoint
+from ..models.checkpoints import LoadReport, load_checkpoint, load_checkpoint_object, read_checkpoint_file
 from ..models.registry import create_model
 from ..peft import PeftModel, get_peft_model
 from .checkpointing import load_training_state, save_atomic
@@ -157,7 +157,6 @@ def train(config: dict, options: RunOptions) -> dict:
     train_set = build_dataset(config["dataset"], "train", seed=options.seed)
     test_set = build_dataset(config["dataset"], "test")
     num_classes = config["model"]["num_classes"]
-    npoints = get(config, "dataset.npoints", 1024)
     batch_size = get(config, "train.batch_size", 32)
     per_rank_batch = max(1, batch_size // world)
     workers = get(config, "train.num_workers", 0)
@@ -305,11 +304,11 @@ def load_for_test(config: dict, ckpts: str | None, adapter: str | None, device: 
         return PeftModel.from_pretrained(backbone, adapter).to(device)
     if ckpts is None:
         raise ValueError("tools/test.py needs --ckpts (a fine-tuned checkpoint) or --adapter")
-    state = torch.load(ckpts, map_location="cpu", weights_only=False)
+    state = read_checkpoint_file(ckpts, weights_only=False)
     if isinstance(state, dict) and "peft" in state and state.get("model") is not None:
         raise ValueError(f"{ckpts} holds adapter weights only: pass the pretrained backbone with --ckpts and the "
                          f"adapter folder (adapter-best/) with --adapter")
-    LOG.info(str(load_checkpoint(backbone, ckpts, strict=True, weights_only=False)))
+    LOG.info(str(load_checkpoint_object(backbone, state, ckpts, strict=True)))
     return get_peft_model(backbone, "full").to(device)
 
 
@@ -322,10 +321,7 @@ def evaluate_run(config: dict, model: PeftModel, device: torch.device, vote: boo
     batch = get(config, "test.batch_size", get(config, "train.batch_size", 32))
     if vote and is_image_config(config):
         raise ValueError("voting re-samples point clouds; it does not apply to image datasets")
-    if is_image_config(config):
-        logits, labels = predict(model, test_set, batch_transforms(config, torch.Generator())[1], device, batch,
-                                 rank=rank, world=world)
-    elif vote:
+    if vote:
         logits, labels = predict_vote(model, test_set, npoints, device, times, batch, seed, rank=rank, world=world)
     else:
         logits, labels = predict(model, test_set, batch_transforms(config, torch.Generator())[1], device, batch,

@@ -222,8 +222,14 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike, strict: bool = Fa
         strict: raise :class:`CheckpointError` listing every missing, unexpected or mis-shaped key.
         weights_only: refuse pickled Python objects (safe default); set False only for files you trust.
     """
+    return load_checkpoint_object(model, read_checkpoint_file(path, weights_only=weights_only), path, strict)
+
+
+def load_checkpoint_object(model: nn.Module, raw: Mapping, path: str | os.PathLike = "<memory>",
+                           strict: bool = False) -> LoadReport:
+    """:func:`load_checkpoint` for a file already read (``read_checkpoint_file``); ``path`` names it in messages."""
     target = getattr(model, "base_model", model)
-    state = extract_state_dict(read_checkpoint_file(path, weights_only=weights_only), str(path))
+    state = extract_state_dict(raw, str(path))
     convert = getattr(target, "convert_checkpoint_state", None)  # the ViT: JAX names, pos_embed resizing
     layout, mapped, dropped = convert(state) if convert else map_reference_keys(state)
     return load_state_into(target, mapped, layout, str(path), dropped, strict)

@@ -5,7 +5,7 @@
 """
 from __future__ import annotations
 
-from typing import Any, Sequence, Union
+from typing import Sequence, Union
 
 from torch import nn
 

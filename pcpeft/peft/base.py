@@ -185,8 +185,7 @@ class PeftModel(nn.Module):
 
     def aux_loss(self) -> torch.Tensor:
         """Weighted auxiliary losses of the last forward (SMoA load balancing); 0 when no method has one."""
-        losses = [m.aux_loss() for m in self.modules() if m is not self and hasattr(m, "aux_loss")
-                  and callable(m.aux_loss) and not isinstance(m, PeftModel)]
+        losses = [m.aux_loss() for m in self.peft_modules.values() if hasattr(m, "aux_loss")]
         losses = [l for l in losses if l is not None]
         if not losses:
             return torch.zeros((), device=next(self.parameters()).device)
@@ -195,7 +194,7 @@ class PeftModel(nn.Module):
     def routing(self) -> dict[int, torch.Tensor]:
         """Expert chosen per token in each block during the last forward: {block: (B, T, heads) int64}."""
         out: dict[int, torch.Tensor] = {}
-        for module in self.modules():
+        for module in self.peft_modules.values():
             record = getattr(module, "last_routing", None)
             if isinstance(record, dict):
                 out.update(record)
