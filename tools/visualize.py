@@ -1,18 +1,23 @@
 """Pictures of point clouds, FPS groups, class galleries, SMoA expert routing, t-SNE of features, training curves.
 
-    python tools/visualize.py cloud  --file chair.off --out chair.png --color height
-    python tools/visualize.py cloud  --config cfgs/datasets/synthetic_demo.yaml --index 3 --out c.png
-    python tools/visualize.py groups --file chair.off --num_group 32 --out groups.png
-    python tools/visualize.py gallery --config cfgs/datasets/synthetic_demo.yaml --out gallery.png
-    python tools/visualize.py routing --config cfgs/demo.yaml --peft adapter_x [--ckpts pre.pth --adapter dir] --out r.png
-    python tools/visualize.py tsne   --config cfgs/... --ckpts ... --out tsne.png
-    python tools/visualize.py curves --experiment experiments/<recipe>/<name> --out curves.png
+    python tools/visualize.py cloud   --file chair.ply --out chair.png [--color height|normal|rgb|value --values F]
+    python tools/visualize.py cloud   --dataset cfgs/datasets/synthetic_demo.yaml --index 3 --out c.png
+    python tools/visualize.py groups  --file chair_0001.off --num_group 32 --group_size 32 --out groups.png
+    python tools/visualize.py gallery --dataset cfgs/datasets/synthetic_demo.yaml --per_class 1 --out gallery.png
+    python tools/visualize.py routing --config cfgs/finetune_scan_objbg.yaml --ckpts pretrain.pth --adapter DIR \\
+                                      --index 0 --out routing.png
+    python tools/visualize.py tsne    --config cfgs/finetune_scan_objbg.yaml --ckpts ... --adapter DIR --out tsne.png
+    python tools/visualize.py curves  --experiment experiments/<recipe>/<name> --out curves.png
+
+3-D pictures are drawn by Open3D's offscreen renderer where it works, by matplotlib otherwise (--renderer picks;
+the choice is logged); t-SNE and curves are matplotlib plots. --interactive also opens the picture in an Open3D
+window when a display exists (--window_seconds closes it by itself).
 """
 from __future__ import annotations
 
 import argparse
 import logging
-import os
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -20,9 +25,83 @@ import torch
 from pcpeft import viz
 from pcpeft.engine.config import apply_overrides, load_config
 from pcpeft.engine.data import batch_transforms, build_dataset
+from pcpeft.viz import window
+
+LOG = logging.getLogger("pcpeft")
 
 
-def _model(args, config):
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["cloud", "groups", "gallery", "routing", "tsne", "curves"])
+    source = parser.add_argument_group("what to draw")
+    source.add_argument("--file", help="cloud file: .txt/.xyz/.npy/.ply/.pcd/.off")
+    source.add_argument("--config", "--dataset", dest="config",
+                        help="a dataset recipe (cfgs/datasets/*.yaml) or a full recipe (routing/tsne need its model)")
+    source.add_argument("--subset", default="test")
+    source.add_argument("--index", type=int, default=0, help="sample of the dataset split")
+    source.add_argument("--color", default=None, choices=viz.colors.COLOR_MODES,
+                        help="cloud colouring (default: value when --values is given, else height)")
+    source.add_argument("--values", help="per-point values for --color value: a field of the file (PLY property, "
+                                         "PCD field, column number of .txt/.npy) or a .npy/.txt file of N values")
+    source.add_argument("--npoints", type=int, default=0,
+                        help="FPS-subsample the cloud to this many points first (0: all), as the data pipeline does")
+    source.add_argument("--num_group", type=int, default=32)
+    source.add_argument("--group_size", type=int, default=32)
+    source.add_argument("--per_class", type=int, default=1, help="gallery: samples per class")
+    source.add_argument("--experiment", help="curves: experiment folder (TensorBoard events or results.json)")
+    source.add_argument("--tags", nargs="*", help="curves: only these scalars")
+    model = parser.add_argument_group("model (routing, tsne)")
+    model.add_argument("--ckpts", default=None, help="pre-trained backbone checkpoint")
+    model.add_argument("--adapter", default=None, help="adapter folder from save_pretrained / train.py")
+    model.add_argument("--peft", default="adapter_x", help="method when no --adapter is given (random init)")
+    model.add_argument("--limit", type=int, default=600, help="tsne: samples of the split")
+    model.add_argument("--seed", type=int, default=0)
+    model.add_argument("--opts", nargs="*", default=[], help="recipe overrides key=value")
+    picture = parser.add_argument_group("picture")
+    picture.add_argument("--width", type=int, default=800)
+    picture.add_argument("--height", type=int, default=600)
+    picture.add_argument("--columns", type=int, default=4, help="panels per row (gallery, routing)")
+    picture.add_argument("--elev", type=float, default=20.0, help="camera elevation (degrees)")
+    picture.add_argument("--azim", type=float, default=-60.0, help="camera azimuth (degrees)")
+    picture.add_argument("--up", default="auto", choices=["auto", "y", "z"],
+                         help="the cloud's up axis (auto: z for .off meshes, y for the datasets' clouds)")
+    picture.add_argument("--point_size", type=float, default=None, help="pixels")
+    picture.add_argument("--renderer", default="auto", choices=list(viz.renderers.RENDERERS))
+    picture.add_argument("--interactive", action="store_true", help="also open an Open3D window (needs a display)")
+    picture.add_argument("--window_seconds", type=float, default=None, help="close the window after this long")
+    parser.add_argument("--out", required=True, help="PNG to write")
+    args = parser.parse_args(argv)
+    needs = {"routing": "config", "tsne": "config", "gallery": "config", "curves": "experiment"}
+    if args.command in needs and not getattr(args, needs[args.command]):
+        parser.error(f"{args.command} needs --{needs[args.command].replace('config', 'config/--dataset')}")
+    if args.command in ("cloud", "groups", "routing") and not (args.file or args.config):
+        parser.error(f"{args.command} needs --file or --dataset/--config with --index")
+    return args
+
+
+def cloud_values(args, cloud: viz.CloudFile) -> tuple[str, np.ndarray | None]:
+    """The colour mode and the values it needs, from --color/--values."""
+    mode = args.color or ("value" if args.values else "height")
+    if mode == "rgb":
+        if cloud.colors is None:
+            raise SystemExit(f"--color rgb: {args.file or 'the sample'} has no colours (fields: {', '.join(cloud.fields)})")
+        return mode, cloud.colors
+    if mode != "value":
+        return mode, None
+    if not args.values:
+        raise SystemExit("--color value needs --values (a field name, a column number or a file of values)")
+    if args.values in cloud.fields:
+        return mode, cloud.fields[args.values]
+    if Path(args.values).is_file():
+        values = np.load(args.values) if args.values.endswith(".npy") else np.loadtxt(args.values, ndmin=1)
+        values = np.asarray(values, dtype=np.float64).reshape(-1)
+        if len(values) != len(cloud.points):
+            raise SystemExit(f"--values {args.values}: {len(values)} values for a cloud of {len(cloud.points)} points")
+        return mode, values
+    raise SystemExit(f"--values {args.values!r} is neither a field of the cloud ({', '.join(cloud.fields)}) nor a file")
+
+
+def load_model(args, config):
     from pcpeft.engine.trainer import build_model, load_for_test
 
     if args.adapter:
@@ -31,66 +110,75 @@ def _model(args, config):
     return build_model(config, args.ckpts, args.peft)[0]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["cloud", "groups", "gallery", "routing", "tsne", "curves"])
-    parser.add_argument("--file", help="cloud file: .txt/.npy/.ply/.pcd/.off")
-    parser.add_argument("--config", help="recipe whose dataset (and model) to use")
-    parser.add_argument("--subset", default="test")
-    parser.add_argument("--index", type=int, default=0)
-    parser.add_argument("--color", default="height", choices=["height", "normal"])
-    parser.add_argument("--num_group", type=int, default=32)
-    parser.add_argument("--group_size", type=int, default=32)
-    parser.add_argument("--per_class", type=int, default=1, help="gallery: samples per class")
-    parser.add_argument("--ckpts", default=None)
-    parser.add_argument("--adapter", default=None)
-    parser.add_argument("--peft", default="adapter_x")
-    parser.add_argument("--experiment", help="curves: experiment folder or results.json")
-    parser.add_argument("--width", type=int, default=800)
-    parser.add_argument("--height", type=int, default=600)
-    parser.add_argument("--renderer", default="auto", choices=["auto", "matplotlib", "open3d"])
-    parser.add_argument("--interactive", action="store_true", help="open a window when a display exists")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--opts", nargs="*", default=[])
-    parser.add_argument("--out", required=True)
-    args = parser.parse_args()
+def main(argv=None) -> None:
+    args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    renderer = viz.choose_renderer(args.renderer)
-    if renderer == "open3d":
-        logging.info("open3d imports, but its offscreen path is not wired yet: drawing with matplotlib")
-    if args.interactive and not os.environ.get("DISPLAY"):
-        logging.info("--interactive: no display (DISPLAY is unset); writing the PNG instead")
     size = (args.width, args.height)
     config = apply_overrides(load_config(args.config), args.opts) if args.config else None
     dataset = build_dataset(config["dataset"], args.subset) if config and args.command != "curves" else None
 
-    def cloud():
-        if args.file:
-            return viz.load_cloud(args.file)
-        return dataset[args.index][0].numpy()
+    def read_source() -> viz.CloudFile:
+        cloud = read_whole_source()
+        return cloud.select(viz.fps_index(cloud.points, args.npoints)) if args.npoints > 0 else cloud
 
-    if args.command == "cloud":
-        viz.render_cloud(cloud(), args.out, size, args.color)
-    elif args.command == "groups":
-        viz.render_groups(cloud(), args.out, args.num_group, args.group_size, size)
-    elif args.command == "gallery":
-        labels = np.array([dataset[i][1] for i in range(len(dataset))])
-        names = getattr(dataset, "classes", [str(i) for i in range(labels.max() + 1)])
-        chosen = [i for c in range(len(names)) for i in np.flatnonzero(labels == c)[: args.per_class]]
-        viz.render_gallery([dataset[i][0].numpy() for i in chosen], [names[labels[i]] for i in chosen], args.out,
-                           size=size)
-    elif args.command == "routing":
-        model = _model(args, config)
-        pts, experts, n = viz.routing_panels(model, batch_transforms(config, torch.Generator())[1](
-            torch.from_numpy(cloud()[None, :, :3].copy()))[0])
-        viz.render_routing(pts, experts, n, args.out, size)
-    elif args.command == "tsne":
-        model = _model(args, config)
-        feats, labels = viz.pooled_features(model, dataset, batch_transforms(config, torch.Generator())[1])
-        viz.render_tsne(feats, labels, getattr(dataset, "classes", None) or sorted(set(labels)), args.out, size)
+    def read_whole_source() -> viz.CloudFile:
+        if args.file:
+            return viz.read_cloud(args.file)
+        if not 0 <= args.index < len(dataset):
+            raise SystemExit(f"--index {args.index}: the {args.subset} split has {len(dataset)} samples")
+        sample = dataset[args.index][0].numpy()
+        return viz.CloudFile(sample[:, :3], sample[:, 3:6] if sample.shape[1] >= 6 else None, None,
+                             {str(i): sample[:, i] for i in range(sample.shape[1])})
+
+    up = args.up if args.up != "auto" else ("z" if args.file and args.file.lower().endswith(".off") else "y")
+    view = viz.View(args.elev, args.azim, up)
+    if args.command in ("tsne", "curves"):
+        LOG.info(f"{args.command} is a 2-D plot: drawn with matplotlib")
+        if args.command == "tsne":
+            model = load_model(args, config)
+            features, labels = viz.pooled_features(model, dataset, batch_transforms(config, torch.Generator())[1],
+                                                   args.limit)
+            names = getattr(dataset, "classes", None) or [str(c) for c in range(int(labels.max()) + 1)]
+            viz.render_tsne(features, labels, names, args.out, size, args.seed)
+        else:
+            viz.render_curves(args.experiment, args.out, size, args.tags)
+        panels = None
     else:
-        viz.render_curves(args.experiment, args.out, size)
+        renderer = viz.choose_renderer(args.renderer)
+        columns = 1
+        if args.command == "cloud":
+            cloud = read_source()
+            mode, values = cloud_values(args, cloud)
+            points = cloud.as_array() if mode == "normal" else cloud.points
+            panels = [viz.cloud_panel(points, mode, values, "", args.point_size or 3.0)]
+        elif args.command == "groups":
+            panels = [viz.groups_panel(read_source().points, args.num_group, args.group_size, args.point_size or 3.0)]
+        elif args.command == "gallery":
+            labels = np.array([dataset[i][1] for i in range(len(dataset))])
+            names = getattr(dataset, "classes", None) or [str(c) for c in range(int(labels.max()) + 1)]
+            chosen = [i for c in range(len(names)) for i in np.flatnonzero(labels == c)[: args.per_class]]
+            panels = [viz.cloud_panel(dataset[i][0].numpy(), "height", None, names[labels[i]], args.point_size or 2.0)
+                      for i in chosen]
+            columns = args.columns
+        else:
+            model = load_model(args, config)
+            eval_transform = batch_transforms(config, torch.Generator())[1]
+            points = eval_transform(torch.from_numpy(np.ascontiguousarray(read_source().points[None], np.float32)))[0]
+            panels = viz.routing_panels(*viz.expert_choices(model, points), args.point_size or 3.0)
+            columns = args.columns
+        viz.render_panels(panels, args.out, size, columns, renderer, view)
     print(f"wrote {args.out}")
+    if args.interactive:
+        reason = window.interactive_unavailable_reason()
+        if reason:
+            LOG.info(f"--interactive: {reason}; the PNG {args.out} is written instead")
+        elif panels is not None:
+            window.show_panels(panels, f"pcpeft {args.command}", size, view, columns, args.window_seconds)
+        else:
+            from PIL import Image
+
+            window.show_image(np.asarray(Image.open(args.out).convert("RGB")), f"pcpeft {args.command}",
+                              args.window_seconds)
 
 
 if __name__ == "__main__":

@@ -48,11 +48,13 @@ class ScanObjectNN(Dataset):
         subset: 'train' | 'test'.
         shuffle_points: shuffle each sample's point order (default: True for train, as the reference).
         num_classes: class count labels are checked against (15).
+        class_names: names of the classes (default: ScanObjectNN's 15, or the numbers for another count).
         seed: seeds the point shuffling for reproducible runs (None: numpy's global state); see ``set_epoch``.
     """
 
     def __init__(self, root: str | Path, split: str = "OBJ_BG", subset: str = "train",
-                 shuffle_points: bool | None = None, num_classes: int = len(CLASSES), seed: int | None = None) -> None:
+                 shuffle_points: bool | None = None, num_classes: int = len(CLASSES), seed: int | None = None,
+                 class_names: tuple[str, ...] | None = None) -> None:
         self.path = split_file(root, split, subset)
         self.split, self.subset = split, subset
         arrays = read_h5(self.path, ("data", "label"), f"ScanObjectNN {split} {subset}")
@@ -60,7 +62,11 @@ class ScanObjectNN(Dataset):
         self.labels = check_labels(arrays["label"], len(self.points), num_classes, self.path)
         self.points = np.ascontiguousarray(self.points[..., :3])
         self.shuffle_points = subset == "train" if shuffle_points is None else shuffle_points
-        self.classes = CLASSES if num_classes == len(CLASSES) else tuple(str(i) for i in range(num_classes))
+        if class_names is None:
+            class_names = CLASSES if num_classes == len(CLASSES) else tuple(str(i) for i in range(num_classes))
+        if len(class_names) != num_classes:
+            raise ValueError(f"{len(class_names)} class names for {num_classes} classes")
+        self.classes = tuple(class_names)
         self.seed, self.epoch = seed, 0
 
     def set_epoch(self, epoch: int) -> None:

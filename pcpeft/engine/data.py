@@ -36,7 +36,7 @@ def build_dataset(spec: dict, subset: str, seed: int | None = None) -> Dataset:
     if not (root / "main_split" / "test_objectdataset.h5").is_file():
         write_demo_dataset(root, spec.get("train_per_class", 80), spec.get("test_per_class", 25),
                            spec.get("generator_seed", 0))
-    return ScanObjectNN(root, "OBJ_BG", subset, num_classes=len(DEMO_CLASSES), seed=seed)
+    return ScanObjectNN(root, "OBJ_BG", subset, num_classes=len(DEMO_CLASSES), seed=seed, class_names=DEMO_CLASSES)
 
 
 def train_transform(npoints: int, augmentation: dict, generator: torch.Generator) -> Compose:

@@ -1,46 +1,18 @@
-"""Pictures of clouds, groups, galleries, SMoA routing, t-SNE of features and training curves (PNG)."""
+"""Pictures of point clouds, FPS groups, class galleries, SMoA routing, t-SNE of features and training curves (PNG),
+drawn by Open3D's offscreen renderer or matplotlib through one camera, and the same panels in an Open3D window."""
 from __future__ import annotations
 
-import numpy as np
-import torch
+from .camera import Framing, View, project
+from .cloud_io import CloudFile, load_cloud, read_cloud
+from .colors import distinct_colors, point_colors
+from .figures import (cloud_panel, fps_index, groups_panel, read_scalars, render_cloud, render_curves, render_gallery,
+                      render_groups, render_panels, render_routing, render_tsne, routing_panels)
+from .model_views import expert_choices, pooled_features
+from .renderers import (CloudPanel, MatplotlibRenderer, Open3DRenderer, PointLayer, choose_renderer,
+                        open3d_status)
 
-from .render import (choose_renderer, distinct_colors, load_cloud, render_cloud, render_curves, render_gallery,
-                     render_groups, render_routing, render_tsne)
-
-
-def routing_panels(model, points: torch.Tensor) -> tuple[list[np.ndarray], list[np.ndarray], int]:
-    """Run one cloud (N, 3) through a PEFT model with SMoA; per block the grouped points (G*M, 3) and the expert of
-    each point's group token (first channel head)."""
-    base = model.base_model
-    pool = model.peft_modules["smoa"] if "smoa" in model.peft_modules else None
-    if pool is None:
-        raise ValueError("routing needs a model with SMoA (e.g. --peft adapter_x)")
-    model.eval()
-    with torch.no_grad():
-        neigh, centres = base.group_divider(points[None])
-        model(points[None])
-    absolute = (neigh + centres.unsqueeze(2))[0].numpy()  # (G, M, 3)
-    groups, size = absolute.shape[:2]
-    pts, experts = [], []
-    for block, choice in model.routing().items():
-        token_expert = choice[0, -groups:, 0].numpy()  # the G point tokens are last in the sequence
-        pts.append(absolute.reshape(-1, 3))
-        experts.append(np.repeat(token_expert, size))
-    return pts, experts, pool.num_experts
-
-
-def pooled_features(model, dataset, transform, limit: int = 600, batch: int = 32) -> tuple[np.ndarray, np.ndarray]:
-    """Head-input features (cls + max pooling) of up to ``limit`` samples."""
-    feats, labels = [], []
-    model.eval()
-    with torch.no_grad():
-        for start in range(0, min(limit, len(dataset)), batch):
-            items = [dataset[i] for i in range(start, min(start + batch, limit, len(dataset)))]
-            x = transform(torch.stack([it[0] for it in items]))
-            feats.append(model.forward_head(model.forward_features(x), pre_logits=True).numpy())
-            labels += [it[1] for it in items]
-    return np.concatenate(feats), np.array(labels)
-
-
-__all__ = ["choose_renderer", "distinct_colors", "load_cloud", "render_cloud", "render_curves", "render_gallery",
-           "render_groups", "render_routing", "render_tsne", "routing_panels", "pooled_features"]
+__all__ = ["CloudFile", "CloudPanel", "Framing", "MatplotlibRenderer", "Open3DRenderer", "PointLayer", "View",
+           "choose_renderer", "cloud_panel", "expert_choices", "fps_index", "distinct_colors", "groups_panel", "load_cloud", "open3d_status",
+           "point_colors", "pooled_features", "project", "read_cloud", "read_scalars", "render_cloud",
+           "render_curves", "render_gallery", "render_groups", "render_panels", "render_routing", "render_tsne",
+           "routing_panels"]
