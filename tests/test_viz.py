@@ -2,7 +2,6 @@
 class / expert), the shared camera, the renderer choice, the interactive window on a virtual display, the tool."""
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time

@@ -101,6 +101,19 @@ def cloud_values(args, cloud: viz.CloudFile) -> tuple[str, np.ndarray | None]:
     raise SystemExit(f"--values {args.values!r} is neither a field of the cloud ({', '.join(cloud.fields)}) nor a file")
 
 
+def dataset_labels(dataset) -> np.ndarray:
+    """(N,) labels of a split, from its label array when it has one (no sample is loaded)."""
+    labels = getattr(dataset, "labels", None)
+    if labels is None:
+        return np.array([dataset[i][1] for i in range(len(dataset))])
+    return np.asarray(labels).reshape(-1)
+
+
+def class_names(dataset, labels: np.ndarray) -> list[str]:
+    """The split's class names, or the label numbers when it has none."""
+    return list(getattr(dataset, "classes", None) or [str(c) for c in range(int(labels.max()) + 1)])
+
+
 def load_model(args, config):
     from pcpeft.engine.trainer import build_model, load_for_test
 
@@ -138,8 +151,7 @@ def main(argv=None) -> None:
             model = load_model(args, config)
             features, labels = viz.pooled_features(model, dataset, batch_transforms(config, torch.Generator())[1],
                                                    args.limit)
-            names = getattr(dataset, "classes", None) or [str(c) for c in range(int(labels.max()) + 1)]
-            viz.render_tsne(features, labels, names, args.out, size, args.seed)
+            viz.render_tsne(features, labels, class_names(dataset, labels), args.out, size, args.seed)
         else:
             viz.render_curves(args.experiment, args.out, size, args.tags)
         panels = None
@@ -154,11 +166,11 @@ def main(argv=None) -> None:
         elif args.command == "groups":
             panels = [viz.groups_panel(read_source().points, args.num_group, args.group_size, args.point_size or 3.0)]
         elif args.command == "gallery":
-            labels = np.array([dataset[i][1] for i in range(len(dataset))])
-            names = getattr(dataset, "classes", None) or [str(c) for c in range(int(labels.max()) + 1)]
+            labels = dataset_labels(dataset)
+            names = class_names(dataset, labels)
             chosen = [i for c in range(len(names)) for i in np.flatnonzero(labels == c)[: args.per_class]]
-            panels = [viz.cloud_panel(dataset[i][0].numpy(), "height", None, names[labels[i]], args.point_size or 2.0)
-                      for i in chosen]
+            panels = viz.gallery_panels([dataset[i][0].numpy() for i in chosen], [names[labels[i]] for i in chosen],
+                                        args.point_size or 2.0)
             columns = args.columns
         else:
             model = load_model(args, config)

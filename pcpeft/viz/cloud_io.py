@@ -254,16 +254,14 @@ def read_pcd_fields(path: str | Path) -> dict[str, np.ndarray]:
         if len(rows) < points or any(len(r) < width for r in rows[:points]):
             raise DatasetError(f"{path}: header says {points} points of {width} values; the data is shorter")
         table = np.array([r[:width] for r in rows[:points]], dtype=np.float64)
-        values, start = {}, 0
+        blocks, start = {}, 0
         for name, kind, count in columns:
-            block = table[:, start: start + count]
             if name in ("rgb", "rgba") and count == 1:
-                values.update(_unpack_rgb(_ascii_packed_colour([r[start] for r in rows[:points]], kind)))
+                blocks[name] = _ascii_packed_colour([r[start] for r in rows[:points]], kind)[:, None]
             else:
-                values.update(_name_columns(name, block))
+                blocks[name] = table[:, start: start + count]
             start += count
-        return values
-    if encoding == "binary":
+    elif encoding == "binary":
         dtype = np.dtype([(name, "<" + kind, (count,)) for name, kind, count in columns])
         if offset + dtype.itemsize * points > len(raw):
             raise DatasetError(f"{path}: truncated: {points} points of {dtype.itemsize} bytes do not fit")
@@ -286,7 +284,7 @@ def read_pcd_fields(path: str | Path) -> dict[str, np.ndarray]:
     values = {}
     for name, kind, count in columns:
         block = blocks[name]
-        if name in ("rgb", "rgba") and count == 1:
+        if name in ("rgb", "rgba") and count == 1:  # a packed colour: the bits of a float or an unsigned integer
             values.update(_unpack_rgb(block[:, 0].view(np.uint32) if block.dtype.itemsize == 4 else block[:, 0]))
         else:
             values.update(_name_columns(name, block.astype(np.float64)))

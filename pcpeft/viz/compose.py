@@ -75,6 +75,13 @@ def save_png(image: np.ndarray, path: str | Path) -> Path:
     return path
 
 
+def new_figure(size: tuple[int, int]):
+    """A white matplotlib figure of exactly ``size`` (W, H) pixels (at 100 dpi; Agg renders W x H exactly)."""
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(size[0] / 100, size[1] / 100), dpi=100, facecolor="white")
+
+
 def figure_to_image(figure) -> np.ndarray:
     """A matplotlib figure drawn with Agg as an (H, W, 3) uint8 array."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg

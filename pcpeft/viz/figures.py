@@ -9,7 +9,7 @@ import numpy as np
 
 from .camera import View
 from .colors import distinct_colors, point_colors
-from .compose import Grid, compose, figure_to_image, save_png
+from .compose import Grid, compose, figure_to_image, new_figure, save_png
 from .renderers import CloudPanel, PointLayer, Renderer, resolve_renderer
 
 Size = tuple[int, int]
@@ -81,10 +81,14 @@ def render_gallery(clouds: list[np.ndarray], labels: list[str], path: str | Path
                    size: Size = (1200, 900), renderer: "str | Renderer" = "auto", view: View = View(),
                    point_size: float = 2.0) -> Path:
     """A grid of clouds (each (N, C >= 3)) coloured by height, each titled with its label."""
+    return render_panels(gallery_panels(clouds, labels, point_size), path, size, columns, renderer, view)
+
+
+def gallery_panels(clouds: list[np.ndarray], labels: list[str], point_size: float = 2.0) -> list[CloudPanel]:
+    """One panel per cloud (N, C >= 3), coloured by height and titled with its label."""
     if len(clouds) != len(labels) or not clouds:
         raise ValueError(f"gallery needs as many labels as clouds (>0): {len(clouds)} clouds, {len(labels)} labels")
-    panels = [cloud_panel(cloud, "height", None, label, point_size) for cloud, label in zip(clouds, labels)]
-    return render_panels(panels, path, size, columns, renderer, view)
+    return [cloud_panel(cloud, "height", None, label, point_size) for cloud, label in zip(clouds, labels)]
 
 
 def routing_panels(points_by_block: list[np.ndarray], experts_by_block: list[np.ndarray], num_experts: int,
@@ -105,21 +109,6 @@ def render_routing(points_by_block: list[np.ndarray], experts_by_block: list[np.
     return render_panels(panels, path, size, 4, renderer, view)
 
 
-def _figure(size: Size):
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=(size[0] / 100, size[1] / 100), dpi=100, facecolor="white")
-
-
-def _save_figure(figure, path: str | Path, size: Size) -> Path:
-    image = figure_to_image(figure)
-    if image.shape[:2] != (size[1], size[0]):  # Agg rounds inches x dpi; keep the promised size
-        from PIL import Image
-
-        image = np.asarray(Image.fromarray(image).resize(size))
-    return save_png(image, path)
-
-
 def render_tsne(features: np.ndarray, labels: np.ndarray, class_names, path: str | Path, size: Size = (800, 700),
                 seed: int = 0) -> Path:
     """2-D t-SNE (scikit-learn) of features (N, D), one colour per class of labels (N,), with a legend."""
@@ -132,7 +121,7 @@ def render_tsne(features: np.ndarray, labels: np.ndarray, class_names, path: str
     embedded = TSNE(n_components=2, init="pca", random_state=seed,
                     perplexity=min(30.0, max(2.0, (len(features) - 1) / 3))).fit_transform(features)
     colors = distinct_colors(len(class_names))
-    figure = _figure(size)
+    figure = new_figure(size)
     ax = figure.add_subplot(111)
     for c, name in enumerate(class_names):
         chosen = labels == c
@@ -142,7 +131,7 @@ def render_tsne(features: np.ndarray, labels: np.ndarray, class_names, path: str
     ax.set_xticks([])
     ax.set_yticks([])
     figure.tight_layout()
-    return _save_figure(figure, path, size)
+    return save_png(figure_to_image(figure), path)
 
 
 def read_scalars(source: str | Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -198,7 +187,7 @@ def render_curves(experiment: str | Path, path: str | Path, size: Size = (900, 5
         raise ValueError(f"{experiment}: no scalar curves to draw")
     columns = min(3, len(curves))
     rows = int(np.ceil(len(curves) / columns))
-    figure = _figure(size)
+    figure = new_figure(size)
     for i, (tag, (steps, values)) in enumerate(curves.items()):
         ax = figure.add_subplot(rows, columns, i + 1)
         ax.plot(steps, values, marker="o" if len(steps) < 40 else None, markersize=3, color=f"C{i % 10}")
@@ -206,4 +195,4 @@ def render_curves(experiment: str | Path, path: str | Path, size: Size = (900, 5
         ax.set_xlabel("step (train.py: epoch)", fontsize=8)
         ax.tick_params(labelsize=7)
     figure.tight_layout()
-    return _save_figure(figure, path, size)
+    return save_png(figure_to_image(figure), path)

@@ -8,22 +8,18 @@ import torch
 def expert_choices(model, points: torch.Tensor) -> tuple[list[np.ndarray], list[np.ndarray], int]:
     """Run one cloud (N, 3) through a PEFT model with SMoA; per block the grouped points (G*M, 3) and the expert of
     each point's group token (first channel head)."""
-    base = model.base_model
-    pool = model.peft_modules["smoa"] if "smoa" in model.peft_modules else None
-    if pool is None:
+    if "smoa" not in model.peft_modules:
         raise ValueError("routing needs a model with SMoA (e.g. --peft adapter_x)")
     model.eval()
     with torch.no_grad():
-        neigh, centres = base.group_divider(points[None])
+        neigh, centres = model.base_model.group_divider(points[None])
         model(points[None])
     absolute = (neigh + centres.unsqueeze(2))[0].numpy()  # (G, M, 3)
     groups, size = absolute.shape[:2]
-    pts, experts = [], []
-    for block, choice in model.routing().items():
-        token_expert = choice[0, -groups:, 0].numpy()  # the G point tokens are last in the sequence
-        pts.append(absolute.reshape(-1, 3))
-        experts.append(np.repeat(token_expert, size))
-    return pts, experts, pool.num_experts
+    grouped = absolute.reshape(-1, 3)
+    experts = [np.repeat(choice[0, -groups:, 0].numpy(), size)  # the G point tokens are last in the sequence
+               for choice in model.routing().values()]
+    return [grouped] * len(experts), experts, model.peft_modules["smoa"].num_experts
 
 
 def pooled_features(model, dataset, transform, limit: int = 600, batch: int = 32) -> tuple[np.ndarray, np.ndarray]:

@@ -20,7 +20,7 @@ from typing import Protocol
 import numpy as np
 
 from .camera import Framing, View, project
-from .compose import figure_to_image
+from .compose import figure_to_image, new_figure
 
 LOG = logging.getLogger("pcpeft")
 RENDERERS = ("auto", "matplotlib", "open3d")
@@ -36,10 +36,11 @@ class PointLayer:
     point_size: float = 3.0
 
     def __post_init__(self) -> None:
-        self.points = np.asarray(self.points, dtype=np.float64)[:, :3]
+        points = np.asarray(self.points, dtype=np.float64)
+        if points.ndim != 2 or points.shape[1] < 3 or len(points) == 0:
+            raise ValueError(f"a point layer needs (N, 3) points with N > 0, got shape {points.shape}")
+        self.points = points[:, :3]
         self.colors = np.broadcast_to(np.asarray(self.colors, dtype=np.float64), self.points.shape).copy()
-        if self.points.ndim != 2 or len(self.points) == 0:
-            raise ValueError(f"a point layer needs (N, 3) points with N > 0, got shape {self.points.shape}")
 
 
 @dataclass
@@ -67,10 +68,7 @@ class MatplotlibRenderer:
     name = "matplotlib"
 
     def draw(self, panel: CloudPanel, view: View, size: tuple[int, int]) -> np.ndarray:
-        from matplotlib.figure import Figure
-
-        dpi = 100
-        figure = Figure(figsize=(size[0] / dpi, size[1] / dpi), dpi=dpi, facecolor=BACKGROUND)
+        figure = new_figure(size)
         ax = figure.add_axes((0, 0, 1, 1))
         ax.set_xlim(0, size[0])
         ax.set_ylim(size[1], 0)
@@ -81,7 +79,7 @@ class MatplotlibRenderer:
             pixels.append(xy)
             depth.append(d)
             colors.append(layer.colors)
-            sizes.append(np.full(len(xy), (layer.point_size * 72 / dpi) ** 2))
+            sizes.append(np.full(len(xy), (layer.point_size * 72 / figure.dpi) ** 2))
         order = np.argsort(np.concatenate(depth), kind="stable")  # far first, near drawn on top
         xy = np.concatenate(pixels)[order]
         ax.scatter(xy[:, 0], xy[:, 1], s=np.concatenate(sizes)[order], c=np.concatenate(colors)[order],
