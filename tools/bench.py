@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from pcpeft.cli import add_debug_flag, run_tool
 from pcpeft.benchmark import (DEFAULT_METHODS, SHAPES, bench_grouping, bench_methods, grouping_markdown,
                               machine_description, methods_markdown, target_checks)
 
@@ -24,6 +25,7 @@ def main() -> None:
     parser.add_argument("--methods", nargs="*", default=list(DEFAULT_METHODS))
     parser.add_argument("--skip_grouping", action="store_true")
     parser.add_argument("--out", default="bench.json")
+    add_debug_flag(parser)
     args = parser.parse_args()
     machine = machine_description(args.device)
     rows = bench_methods(args.methods, args.shape, args.batch, args.device, args.repeats, args.warmup)
@@ -41,4 +43,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_tool(main)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 
+from pcpeft.cli import add_debug_flag, run_tool
 from pcpeft.engine.compare import compare_modalities
 
 SMALL_POINTS = ["dataset.name=SyntheticDemo", "dataset.root=datasets/synthetic_demo", "dataset.npoints=512",
@@ -29,6 +30,7 @@ def main() -> None:
     parser.add_argument("--images_opts", nargs="*", default=None)
     parser.add_argument("--out", default="experiments/compare_modalities")
     parser.add_argument("--seed", type=int, default=0)
+    add_debug_flag(parser)
     args = parser.parse_args()
     points_opts = SMALL_POINTS if args.points_opts is None and args.points_ckpts is None else (args.points_opts or [])
     images_opts = SMALL_IMAGES if args.images_opts is None and args.images_ckpts is None else (args.images_opts or [])
@@ -39,4 +41,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_tool(main)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 
+from pcpeft.cli import add_debug_flag, run_tool
 from pcpeft.engine.demo import SIZES, run_demo
 
 
@@ -18,6 +19,7 @@ def main() -> None:
     parser.add_argument("--size", default="default", choices=sorted(SIZES))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no_progress", action="store_true")
+    add_debug_flag(parser)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     summary = run_demo(args.out, args.size, args.seed, progress=not args.no_progress)
@@ -27,4 +29,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_tool(main)

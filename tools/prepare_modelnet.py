@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 
+from pcpeft.cli import add_debug_flag, run_tool
 from pcpeft.datasets.prepare_modelnet import prepare_modelnet
 
 
@@ -20,6 +21,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--name", default="modelnet40", help="prefix of the list files (modelnet40 / modelnet10)")
     parser.add_argument("--h5-points", type=int, default=0, help="also write ply_hdf5-style h5 with this many points")
+    add_debug_flag(parser)
     args = parser.parse_args()
     counts = prepare_modelnet(args.src, args.out, args.points, args.seed, args.name, args.h5_points)
     print(f"prepared {counts['train']} train and {counts['test']} test shapes into {args.out} "
@@ -27,4 +29,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_tool(main)

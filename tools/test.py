@@ -1,7 +1,12 @@
 """Evaluate a fine-tuned model on a recipe's test split, in one pass or with voting.
 
+Examples:
+    python tools/test.py --config cfgs/finetune_synthetic.yaml --adapter experiments/finetune_synthetic/ax/adapter-best --vote
     python tools/test.py --config cfgs/finetune_scan_hardest.yaml --ckpts experiments/.../ckpt-best.pth   # full FT
-    python tools/test.py --config cfgs/finetune_scan_hardest.yaml --ckpts pretrain.pth --adapter experiments/.../adapter-best --vote
+    python tools/test.py --config cfgs/finetune_scan_hardest.yaml --ckpts pretrain.pth --adapter experiments/.../adapter-best
+
+An adapter trained from a random initialisation needs no --ckpts: its run's record says so, and the backbone is
+re-created and checked against the adapter's fingerprint. Every file is read as tensors only.
 """
 from __future__ import annotations
 
@@ -9,38 +14,49 @@ import argparse
 import json
 from pathlib import Path
 
-import torch
-
+from pcpeft.cli import add_debug_flag, run_tool
 from pcpeft.engine.config import apply_overrides, load_config
-from pcpeft.engine.distributed import cleanup, is_main_process
-from pcpeft.engine.trainer import evaluate_run, load_for_test
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def main() -> None:
+    import torch
+
+    from pcpeft.engine.distributed import cleanup, is_main_process
+    from pcpeft.engine.schema import validate_recipe
+    from pcpeft.engine.trainer import evaluate_run, load_for_test, write_json
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True)
     parser.add_argument("--ckpts", default=None, help="fine-tuned checkpoint, or the pretrained one with --adapter")
     parser.add_argument("--adapter", default=None, help="adapter folder written by save_pretrained (adapter-best/)")
     parser.add_argument("--vote", action="store_true", help="mean logits over --vote_times augmented re-samples")
-    parser.add_argument("--vote_times", type=int, default=10)
+    parser.add_argument("--vote_times", type=positive_int, default=10)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--out", default=None, help="write the results JSON here")
     parser.add_argument("--opts", nargs="*", default=[])
+    add_debug_flag(parser)
     args = parser.parse_args()
-    config = apply_overrides(load_config(args.config), args.opts)
+    settings = validate_recipe(apply_overrides(load_config(args.config), args.opts), args.config)
     device = torch.device(args.device)
     try:
-        model = load_for_test(config, args.ckpts, args.adapter, device)
-        results = evaluate_run(config, model, device, args.vote, args.vote_times, args.seed)
+        model = load_for_test(settings, args.ckpts, args.adapter, device)
+        results = evaluate_run(settings, model, device, args.vote, args.vote_times, args.seed)
     finally:
         cleanup()
     if is_main_process():
         summary = {k: v for k, v in results.items() if k != "confusion_matrix"}
         print(json.dumps(summary, indent=2))
         if args.out:
-            Path(args.out).write_text(json.dumps(results, indent=2))
+            write_json(Path(args.out), results)
 
 
 if __name__ == "__main__":
-    main()
+    run_tool(main)

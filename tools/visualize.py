@@ -1,11 +1,11 @@
 """Pictures of point clouds, FPS groups, class galleries, SMoA expert routing, t-SNE of features, training curves.
 
-    python tools/visualize.py cloud   --file chair.ply --out chair.png [--color height|normal|rgb|value --values F]
-    python tools/visualize.py cloud   --dataset cfgs/datasets/synthetic_demo.yaml --index 3 --out c.png
-    python tools/visualize.py groups  --file chair_0001.off --num_group 32 --group_size 32 --out groups.png
+    python tools/visualize.py cloud   chair.ply --out chair.png [--color height|normal|rgb|value --values F]
+    python tools/visualize.py cloud   --dataset cfgs/datasets/synthetic_demo.yaml --index 3 --out c.png   # embedded data
+    python tools/visualize.py groups  chair_0001.off --num_group 32 --group_size 32 --out groups.png
     python tools/visualize.py gallery --dataset cfgs/datasets/synthetic_demo.yaml --per_class 1 --out gallery.png
-    python tools/visualize.py routing --config cfgs/finetune_scan_objbg.yaml --ckpts pretrain.pth --adapter DIR \\
-                                      --index 0 --out routing.png
+    python tools/visualize.py routing --config cfgs/finetune_synthetic.yaml \\
+                                      --adapter experiments/finetune_synthetic/ax/adapter-best --index 0 --out routing.png
     python tools/visualize.py tsne    --config cfgs/finetune_scan_objbg.yaml --ckpts ... --adapter DIR --out tsne.png
     python tools/visualize.py curves  --experiment experiments/<recipe>/<name> --out curves.png
 
@@ -22,9 +22,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pcpeft.cli import add_debug_flag, run_tool
+from pcpeft.errors import UsageError
 from pcpeft import viz
 from pcpeft.engine.config import apply_overrides, load_config
 from pcpeft.engine.data import batch_transforms, build_dataset
+from pcpeft.engine.schema import validate_dataset_recipe
 from pcpeft.viz import window
 
 LOG = logging.getLogger("pcpeft")
@@ -33,6 +36,8 @@ LOG = logging.getLogger("pcpeft")
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["cloud", "groups", "gallery", "routing", "tsne", "curves"])
+    parser.add_argument("cloud_file", nargs="?", metavar="FILE",
+                        help="cloud file for cloud / groups / routing (same as --file)")
     source = parser.add_argument_group("what to draw")
     source.add_argument("--file", help="cloud file: .txt/.xyz/.npy/.ply/.pcd/.off")
     source.add_argument("--config", "--dataset", dest="config",
@@ -70,7 +75,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     picture.add_argument("--interactive", action="store_true", help="also open an Open3D window (needs a display)")
     picture.add_argument("--window_seconds", type=float, default=None, help="close the window after this long")
     parser.add_argument("--out", required=True, help="PNG to write")
+    add_debug_flag(parser)
     args = parser.parse_args(argv)
+    if args.cloud_file and args.file and args.cloud_file != args.file:
+        parser.error(f"two cloud files given: {args.cloud_file} and --file {args.file}")
+    args.file = args.file or args.cloud_file
     needs = {"routing": "config", "tsne": "config", "gallery": "config", "curves": "experiment"}
     if args.command in needs and not getattr(args, needs[args.command]):
         parser.error(f"{args.command} needs --{needs[args.command].replace('config', 'config/--dataset')}")
@@ -84,21 +93,21 @@ def cloud_values(args, cloud: viz.CloudFile) -> tuple[str, np.ndarray | None]:
     mode = args.color or ("value" if args.values else "height")
     if mode == "rgb":
         if cloud.colors is None:
-            raise SystemExit(f"--color rgb: {args.file or 'the sample'} has no colours (fields: {', '.join(cloud.fields)})")
+            raise UsageError(f"--color rgb: {args.file or 'the sample'} has no colours (fields: {', '.join(cloud.fields)})")
         return mode, cloud.colors
     if mode != "value":
         return mode, None
     if not args.values:
-        raise SystemExit("--color value needs --values (a field name, a column number or a file of values)")
+        raise UsageError("--color value needs --values (a field name, a column number or a file of values)")
     if args.values in cloud.fields:
         return mode, cloud.fields[args.values]
     if Path(args.values).is_file():
         values = np.load(args.values) if args.values.endswith(".npy") else np.loadtxt(args.values, ndmin=1)
         values = np.asarray(values, dtype=np.float64).reshape(-1)
         if len(values) != len(cloud.points):
-            raise SystemExit(f"--values {args.values}: {len(values)} values for a cloud of {len(cloud.points)} points")
+            raise UsageError(f"--values {args.values}: {len(values)} values for a cloud of {len(cloud.points)} points")
         return mode, values
-    raise SystemExit(f"--values {args.values!r} is neither a field of the cloud ({', '.join(cloud.fields)}) nor a file")
+    raise UsageError(f"--values {args.values!r} is neither a field of the cloud ({', '.join(cloud.fields)}) nor a file")
 
 
 def dataset_labels(dataset) -> np.ndarray:
@@ -128,7 +137,9 @@ def main(argv=None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     size = (args.width, args.height)
     config = apply_overrides(load_config(args.config), args.opts) if args.config else None
-    dataset = build_dataset(config["dataset"], args.subset) if config and args.command != "curves" else None
+    dataset = None
+    if config and args.command != "curves":
+        dataset = build_dataset(validate_dataset_recipe(config, args.config).model_dump(), args.subset)
 
     def read_source() -> viz.CloudFile:
         cloud = read_whole_source()
@@ -138,7 +149,7 @@ def main(argv=None) -> None:
         if args.file:
             return viz.read_cloud(args.file)
         if not 0 <= args.index < len(dataset):
-            raise SystemExit(f"--index {args.index}: the {args.subset} split has {len(dataset)} samples")
+            raise UsageError(f"--index {args.index}: the {args.subset} split has {len(dataset)} samples")
         sample = dataset[args.index][0].numpy()
         return viz.CloudFile(sample[:, :3], sample[:, 3:6] if sample.shape[1] >= 6 else None, None,
                              {str(i): sample[:, i] for i in range(sample.shape[1])})
@@ -194,4 +205,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_tool(main)

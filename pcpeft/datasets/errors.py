@@ -3,10 +3,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..errors import UserError
+
 DATA_README = "datasets/README.md"
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError, ValueError):
     """A data file exists but its content is wrong (keys, shapes, lengths, values)."""
 
 

@@ -11,6 +11,9 @@
     ``data`` (N, 2048, 3) and ``label`` (N, 1); the first ``npoints`` points are used, as the PointNet/DGCNN
     loaders do, and the data is used as stored (already in the unit sphere).
 
+Both pickle formats are read through the allow-list unpickler of :mod:`pcpeft.io.safe_pickle` (numpy arrays,
+dtypes, numbers, strings and containers only): a data folder cannot run code.
+
 Normalisation (resampled and few-shot, as the reference ``pc_normalize``): subtract the centroid, divide by the
 largest norm.
 """
@@ -24,6 +27,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..io.safe_pickle import RefusedPickleError, safe_pickle_load
 from .errors import DatasetError, require_file
 from .h5 import read_h5
 from .validation import check_enough_points, check_labels, check_points
@@ -90,8 +94,9 @@ def build_fps_cache(root: Path, subset: str, npoints: int, num_category: int = 4
 
 def read_fps_cache(path: Path) -> tuple[list[np.ndarray], list[np.ndarray]]:
     try:
-        with open(path, "rb") as f:
-            content = pickle.load(f)
+        content = safe_pickle_load(path)
+    except RefusedPickleError:
+        raise
     except Exception as err:  # noqa: BLE001 - any unpickling failure means a bad cache file
         raise DatasetError(f"{path}: not a readable Point-MAE FPS cache ({type(err).__name__}: {err})") from None
     if not (isinstance(content, (list, tuple)) and len(content) == 2 and len(content[0]) == len(content[1])):
@@ -192,8 +197,9 @@ class ModelNetFewShot(Dataset):
         self.path = Path(root) / f"{way}way_{shot}shot" / f"{fold}.pkl"
         require_file(self.path, f"few-shot ModelNet40 {way}-way {shot}-shot fold {fold}")
         try:
-            with open(self.path, "rb") as f:
-                content = pickle.load(f)
+            content = safe_pickle_load(self.path)
+        except RefusedPickleError:
+            raise
         except Exception as err:  # noqa: BLE001
             raise DatasetError(f"{self.path}: not a readable few-shot pickle ({type(err).__name__}: {err})") from None
         if not isinstance(content, dict) or subset not in content:

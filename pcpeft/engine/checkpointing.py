@@ -1,23 +1,74 @@
-"""Atomic checkpoint files: written to a temporary file in the same folder, then renamed over the target."""
+"""Atomic checkpoint files: written to a temporary file in the same folder, then renamed over the target.
+
+Training checkpoints hold only tensors, numbers, strings and containers, so they are read back with the
+weights-only unpickler like every other file (:mod:`pcpeft.io.safe_torch`).
+"""
 from __future__ import annotations
 
+import errno
+import logging
 import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ..errors import UserError
+from ..io.safe_pickle import RefusedPickleError
+from ..io.safe_torch import safe_torch_load
+from ..models.checkpoints import CheckpointError
+
+LOG = logging.getLogger("pcpeft")
+TEMP_PATTERN = ".*.tmp-*"
+
+
+class DiskFullError(UserError, OSError):
+    """The disk filled up while a checkpoint was written; the previous checkpoint is untouched."""
+
 
 def save_atomic(payload: Any, path: str | Path) -> Path:
-    """torch.save ``payload`` to ``path`` so a crash never leaves a truncated file behind."""
+    """torch.save ``payload`` to ``path`` so a crash (or a full disk) never leaves a truncated file behind."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as err:
+        tmp.unlink(missing_ok=True)
+        if getattr(err, "errno", None) == errno.ENOSPC or "No space left" in str(err):
+            raise DiskFullError(f"disk full while writing {path}: free some space and rerun with --resume "
+                                f"(the previous checkpoint, if any, is intact)") from None
+        raise
     return path
 
 
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Delete half-written ``.<name>.tmp-<pid>`` files a killed run left in ``folder``; returns what was removed."""
+    removed = []
+    for tmp in Path(folder).glob(TEMP_PATTERN):
+        if tmp.is_file():
+            tmp.unlink()
+            removed.append(tmp)
+    if removed:
+        LOG.info(f"removed {len(removed)} half-written temporary file(s) of an interrupted run: "
+                 f"{', '.join(p.name for p in removed)}")
+    return removed
+
+
 def load_training_state(path: str | Path) -> dict:
-    """A pcpeft training checkpoint (written by the trainer; trusted: it holds optimizer and RNG state)."""
-    return torch.load(Path(path), map_location="cpu", weights_only=False)
+    """A pcpeft training checkpoint (model payload, optimiser, scheduler, history), tensors and plain data only."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"--resume: no checkpoint at {path}")
+    try:
+        state = safe_torch_load(path)
+    except RefusedPickleError as err:
+        raise CheckpointError(str(err)) from None
+    except Exception as err:  # noqa: BLE001 - truncated or foreign bytes
+        raise CheckpointError(f"{path} is not a readable training checkpoint (truncated or corrupt: "
+                              f"{type(err).__name__}: {str(err).splitlines()[0][:200]}); the run cannot resume "
+                              f"from it") from None
+    if not isinstance(state, dict) or "epoch" not in state:
+        raise CheckpointError(f"{path} is not a pcpeft training checkpoint (no 'epoch' entry)")
+    return state

@@ -12,8 +12,10 @@ from typing import Any, Iterable
 
 import yaml
 
+from ..errors import UserError
 
-class ConfigError(ValueError):
+
+class ConfigError(UserError, ValueError):
     """A recipe file or override cannot be read or applied; the message names the file or key."""
 
 

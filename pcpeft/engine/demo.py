@@ -58,7 +58,7 @@ def run_demo(out: str | Path = "demo_output", size: str = "default", seed: int =
              f"clouds ({cfg['pretrain_epochs']} epochs)")
     pre_cfg = demo_config(pool, cfg, cfg["pretrain_epochs"], 1e-3, cfg["pool_per_class"], seed + 1)
     pre_cfg["pretrain"] = {"mask_ratio": 0.6, "decoder_depth": 1, "decoder_num_heads": 2}
-    ckpt = pretrain(pre_cfg, out / "pretrain", seed=seed, progress=progress)
+    ckpt = pretrain(pre_cfg, out / "pretrain", seed=seed, progress=progress, overwrite=True)
 
     LOG.info("[2/3] fine-tuning: " + ", ".join(BASELINES) + " from a random initialisation, then "
              + ", ".join(METHODS) + " from the pre-trained model")
@@ -70,7 +70,8 @@ def run_demo(out: str | Path = "demo_output", size: str = "default", seed: int =
                              cfg["train_per_class"], seed)
         name = method if pretrained else f"{method}_scratch"
         result = train(config, RunOptions(config_path="demo.yaml", ckpts=pretrained, peft=method, exp_name=name,
-                                          seed=seed, experiments_root=str(out / "runs"), progress=progress))
+                                          seed=seed, experiments_root=str(out / "runs"), progress=progress,
+                                          overwrite=True))
         rows.append({"method": label, "pretrained": pretrained is not None,
                      "trainable_percent": result["trainable_percent"],
                      "last_acc": result["last"]["overall_acc"], "best_acc": result["best"]["overall_acc"],

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import os
 import random
 import statistics
 import time
@@ -26,15 +28,18 @@ from torch import nn
 from torch.utils.data import DataLoader, RandomSampler
 from torch.utils.data.distributed import DistributedSampler
 
-from ..models.checkpoints import LoadReport, load_checkpoint, load_checkpoint_object, read_checkpoint_file
-from ..models.registry import create_model
-from ..peft import PeftModel, get_peft_model
+from ..datasets.errors import DatasetError
+from ..models.checkpoints import CheckpointError
+from ..peft import PeftModel
 from .checkpointing import load_training_state, save_atomic
-from .config import get, save_config
+from .config import ConfigError, save_config
 from .data import batch_transforms, build_dataset, describe_augmentation, is_image_config
 from .distributed import barrier, init_distributed
 from .evaluate import compute_metrics, predict, predict_vote
+from .model_setup import build_model, load_for_test
 from .optim import CosineWarmupSchedule, build_optimizer
+from .run_folder import RunFolder, experiment_dir
+from .schema import Settings, as_settings, validate_recipe
 
 LOG = logging.getLogger("pcpeft")
 
@@ -51,12 +56,18 @@ class RunOptions:
     peft: Any = None
     exp_name: str = "default"
     resume: bool = False
+    overwrite: bool = False  # move a previous run in the same folder aside (never delete it)
+    allow_partial_load: bool = False  # accept a --ckpts file whose keys do not all fit the model
     seed: int = 0
     deterministic: bool = False
     device: str = "cpu"
     experiments_root: str = "experiments"
     stop_after_epochs: int | None = None  # end this invocation after that many epochs (a job time limit)
     progress: bool = True
+
+    def provenance(self) -> dict:
+        """What a run records about how it was started (config.yaml ``run``, checkpoints)."""
+        return {k: v for k, v in vars(self).items() if k not in ("progress", "stop_after_epochs", "overwrite")}
 
 
 @dataclass
@@ -86,19 +97,6 @@ def smoothed_cross_entropy(logits: torch.Tensor, target: torch.Tensor, eps: floa
     return -(soft * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
 
 
-def build_model(config: dict, ckpts: str | None, peft: Any) -> tuple[PeftModel, LoadReport | None]:
-    """Backbone from ``config['model']``, pretrained weights from ``ckpts``, PEFT from ``peft`` (default full)."""
-    spec = dict(config.get("model", {}))
-    name = spec.pop("name", "point_mae")
-    backbone = create_model(name, **spec)
-    report = load_checkpoint(backbone, ckpts) if ckpts else None
-    return get_peft_model(backbone, peft if peft is not None else "full"), report
-
-
-def experiment_dir(options: RunOptions) -> Path:
-    return Path(options.experiments_root) / Path(options.config_path).stem / options.exp_name
-
-
 def _model_payload(model: PeftModel) -> dict:
     """Weights a checkpoint carries: the full backbone for full fine-tuning (a reference-layout ``base_model``
     that ``load_checkpoint`` reads), otherwise only the adapter tensors."""
@@ -107,14 +105,20 @@ def _model_payload(model: PeftModel) -> dict:
     return {"base_model": None, "model": model.adapter_state_dict()}
 
 
-def restore_model_payload(model: PeftModel, payload: dict) -> None:
+def restore_model_payload(model: PeftModel, payload: dict, path: str | Path = "<checkpoint>") -> None:
     if payload.get("base_model") is not None:
-        model.base_model.load_state_dict(payload["base_model"])
+        try:
+            model.base_model.load_state_dict(payload["base_model"])
+        except RuntimeError as err:
+            raise CheckpointError(f"{path} does not fit the model: {str(err).splitlines()[0]}") from None
     elif payload.get("model") is not None:
         missing = set(model.adapter_state_dict()) - set(payload["model"])
         if missing:
-            raise RuntimeError(f"checkpoint lacks adapter tensors {sorted(missing)[:5]}")
-        model.load_state_dict(payload["model"], strict=False)
+            raise CheckpointError(f"{path} lacks adapter tensors {sorted(missing)[:5]}")
+        try:
+            model.load_state_dict(payload["model"], strict=False)
+        except RuntimeError as err:
+            raise CheckpointError(f"{path} does not fit the model: {str(err).splitlines()[0]}") from None
 
 
 def _setup_logging(exp_dir: Path, main: bool) -> None:
@@ -127,54 +131,111 @@ def _setup_logging(exp_dir: Path, main: bool) -> None:
             LOG.addHandler(handler)
 
 
+def _check_resume(state: dict, config: dict, options: RunOptions, model: PeftModel, path: Path) -> None:
+    """Refuse to continue a run under another seed, model or method, naming the difference."""
+    run = state.get("run") or {}
+    if "seed" in run and run["seed"] != options.seed:
+        raise ConfigError(f"--resume: {path} was started with --seed {run['seed']}, not {options.seed}; resume with "
+                          f"--seed {run['seed']} (a different seed would make the run's provenance wrong)")
+    saved_model, model_now = (state.get("config") or {}).get("model", {}), config.get("model", {})
+    if saved_model != model_now:
+        keys = sorted(k for k in set(saved_model) | set(model_now) if saved_model.get(k) != model_now.get(k))
+        diff = ", ".join(f"model.{k}: {saved_model.get(k)!r} -> {model_now.get(k)!r}" for k in keys)
+        raise ConfigError(f"--resume: {path} was trained with another model ({diff})")
+    methods_now = [c.to_dict() for c in model.peft_configs]
+    if state.get("peft") is not None and state["peft"] != methods_now:
+        raise ConfigError(f"--resume: {path} was trained with the method(s) "
+                          f"{[m['method'] for m in state['peft']]} {state['peft']}, not {methods_now}")
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN / infinity -> None, recursively, so results.json is always valid JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def write_json(path: Path, payload: Any) -> None:
+    """Write ``payload`` as strict JSON (no bare NaN), atomically."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(_json_safe(payload), indent=2, allow_nan=False))
+    os.replace(tmp, path)
+
+
+def _check_data(train_set, test_set, settings: Settings, per_rank_batch: int) -> None:
+    name = settings.dataset_spec.get("name")
+    for subset, data in (("training", train_set), ("test", test_set)):
+        if len(data) == 0:
+            raise DatasetError(f"the {subset} split of {name} (root {settings.dataset_spec.get('root')}) is empty")
+    if settings.train.drop_last and per_rank_batch > len(train_set):
+        raise ConfigError(f"train.batch_size {settings.train.batch_size} is larger than the training set "
+                          f"({len(train_set)} samples of {name}), so no step would run: lower it, or set "
+                          f"train.drop_last: false")
+
+
 def train(config: dict, options: RunOptions) -> dict:
-    """Fine-tune according to ``config``; returns the results dict also written to ``results.json``."""
+    """Fine-tune according to ``config``; returns the results dict also written to ``results.json``.
+
+    The recipe is validated first (:func:`validate_recipe`), the run folder claimed (:class:`RunFolder`), the
+    model, data and any resumed state checked; only then is ``config.yaml`` written and training starts.
+    """
+    settings = validate_recipe(config, options.config_path)
     device = torch.device(options.device)
     rank, world = init_distributed(device)
     main = rank == 0
-    exp_dir = experiment_dir(options)
-    if main:
-        exp_dir.mkdir(parents=True, exist_ok=True)
-        save_config({**config, "run": {k: v for k, v in vars(options).items() if k != "progress"}},
-                    exp_dir / "config.yaml")
-    barrier()
+    exp_dir = experiment_dir(options.experiments_root, options.config_path, options.exp_name)
+    folder = RunFolder(exp_dir, options.resume, options.overwrite) if main else None
+    if folder is not None:
+        folder.claim()
+    try:
+        barrier()
+        return _train(settings, config, options, exp_dir, device, rank, world)
+    finally:
+        if folder is not None:
+            folder.release()
+
+
+def _train(settings: Settings, config: dict, options: RunOptions, exp_dir: Path, device: torch.device, rank: int,
+           world: int) -> dict:
+    main = rank == 0
     _setup_logging(exp_dir, main)
     if options.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
 
-    peft_spec = options.peft if options.peft is not None else config.get("peft")
+    peft_spec = options.peft if options.peft is not None else settings.peft
     seed_everything(options.seed)
-    model, report = build_model(config, options.ckpts, peft_spec)
+    model, report = build_model(settings, options.ckpts, peft_spec, options.allow_partial_load)
     if report is not None:
         LOG.info(str(report))
-    elif get(config, "train.require_pretrained", False):
-        raise ValueError("this recipe needs --ckpts (a pretrained checkpoint)")
+    elif settings.train.require_pretrained:
+        raise ConfigError("this recipe needs --ckpts (a pretrained checkpoint)")
     model.to(device)
     trainable, total = model.trainable_parameters()
     methods = [c.method for c in model.peft_configs]
     LOG.info(f"method {methods}: trainable {trainable:,} / {total:,} ({100 * trainable / total:.3f}%)")
 
-    train_set = build_dataset(config["dataset"], "train", seed=options.seed)
-    test_set = build_dataset(config["dataset"], "test")
-    num_classes = config["model"]["num_classes"]
-    batch_size = get(config, "train.batch_size", 32)
-    per_rank_batch = max(1, batch_size // world)
-    workers = get(config, "train.num_workers", 0)
-    epochs = get(config, "scheduler.epochs", 300)
-    augmentation = config.get("augmentation", {})
+    train_set = build_dataset(settings.dataset_spec, "train", seed=options.seed)
+    test_set = build_dataset(settings.dataset_spec, "test")
+    tcfg = settings.train
+    per_rank_batch = max(1, tcfg.batch_size // world)
+    _check_data(train_set, test_set, settings, per_rank_batch)
+    epochs = settings.scheduler.epochs
 
-    optimizer = build_optimizer(model, get(config, "optimizer.lr", 5e-4), get(config, "optimizer.weight_decay", 0.05))
-    schedule = CosineWarmupSchedule(optimizer, epochs, get(config, "scheduler.warmup_epochs", 10),
-                                    get(config, "scheduler.warmup_lr", 1e-6), get(config, "scheduler.min_lr", 1e-6))
-    use_amp = device.type == "cuda" and get(config, "train.amp", True)
+    optimizer = build_optimizer(model, settings.optimizer.lr, settings.optimizer.weight_decay)
+    schedule = CosineWarmupSchedule(optimizer, epochs, settings.scheduler.warmup_epochs, settings.scheduler.warmup_lr,
+                                    settings.scheduler.min_lr)
+    use_amp = device.type == "cuda" and tcfg.amp
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     history, start_epoch = History(), 0
     last_ckpt = exp_dir / "ckpt-last.pth"
     if options.resume:
-        if not last_ckpt.is_file():
-            raise FileNotFoundError(f"--resume: no checkpoint at {last_ckpt}")
         state = load_training_state(last_ckpt)
-        restore_model_payload(model, state)
+        _check_resume(state, config, options, model, last_ckpt)
+        restore_model_payload(model, state, last_ckpt)
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["scheduler"])
         if state.get("scaler"):
@@ -182,6 +243,8 @@ def train(config: dict, options: RunOptions) -> dict:
         history = History(state["history"], state["best"], state.get("last") or {})
         start_epoch = state["epoch"] + 1
         LOG.info(f"resumed from {last_ckpt} after epoch {state['epoch']}")
+    if main and not (exp_dir / "config.yaml").is_file():
+        save_config({**config, "run": options.provenance()}, exp_dir / "config.yaml")  # the run has started
 
     train_model: nn.Module = model
     if world > 1:
@@ -193,10 +256,6 @@ def train(config: dict, options: RunOptions) -> dict:
         writer = SummaryWriter(str(exp_dir / "tb"))
     from tqdm import tqdm
 
-    smoothing = get(config, "train.label_smoothing", 0.0)
-    clip = get(config, "train.grad_clip", 10.0)
-    aux_weight = get(config, "train.aux_loss_weight", 1.0)
-    eval_every = get(config, "train.eval_every", 1)
     step_times: list[float] = []
     stop_at = epochs if options.stop_after_epochs is None else min(epochs, start_epoch + options.stop_after_epochs)
 
@@ -210,8 +269,8 @@ def train(config: dict, options: RunOptions) -> dict:
             sampler.set_epoch(epoch)
         else:
             sampler = RandomSampler(train_set, generator=generator)
-        loader = DataLoader(train_set, batch_size=per_rank_batch, sampler=sampler, drop_last=True,
-                            num_workers=workers)
+        loader = DataLoader(train_set, batch_size=per_rank_batch, sampler=sampler, drop_last=tcfg.drop_last,
+                            num_workers=tcfg.num_workers)
         transform, eval_transform = batch_transforms(config, generator)
         model.train()
         losses, aux_losses, correct, seen = [], [], 0, 0
@@ -221,14 +280,14 @@ def train(config: dict, options: RunOptions) -> dict:
             points, labels = transform(points.to(device)), labels.to(device)
             with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
                 logits = train_model(points)
-                loss = smoothed_cross_entropy(logits.float(), labels, smoothing)
+                loss = smoothed_cross_entropy(logits.float(), labels, tcfg.label_smoothing)
                 aux = model.aux_loss()
-                total_loss = loss + aux_weight * aux
+                total_loss = loss + tcfg.aux_loss_weight * aux
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(total_loss).backward()
-            if clip:
+            if tcfg.grad_clip:
                 scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], clip)
+                torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], tcfg.grad_clip)
             scaler.step(optimizer)
             scaler.update()
             step_times.append(time.perf_counter() - start)
@@ -239,9 +298,10 @@ def train(config: dict, options: RunOptions) -> dict:
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
         record = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"], "train_loss": float(np.mean(losses)),
                   "aux_loss": float(np.mean(aux_losses)), "train_acc": 100.0 * correct / max(seen, 1)}
-        if (epoch + 1) % eval_every == 0 or epoch + 1 == epochs:
-            logits, labels = predict(model, test_set, eval_transform, device, per_rank_batch, workers, rank, world)
-            metrics = compute_metrics(logits, labels, num_classes)
+        if (epoch + 1) % tcfg.eval_every == 0 or epoch + 1 == epochs:
+            logits, labels = predict(model, test_set, eval_transform, device, per_rank_batch, tcfg.num_workers, rank,
+                                     world)
+            metrics = compute_metrics(logits, labels, settings.num_classes)
             record.update(test_acc=metrics["overall_acc"], test_mean_class_acc=metrics["mean_class_acc"])
             if not history.best or metrics["overall_acc"] > history.best["overall_acc"]:
                 history.best = {"epoch": epoch, **metrics}
@@ -254,7 +314,8 @@ def train(config: dict, options: RunOptions) -> dict:
             for key, value in record.items():
                 if key != "epoch":
                     writer.add_scalar(key, value, epoch)
-            save_atomic({"epoch": epoch, "config": config, "peft": [c.to_dict() for c in model.peft_configs],
+            save_atomic({"epoch": epoch, "config": config, "run": options.provenance(),
+                         "peft": [c.to_dict() for c in model.peft_configs],
                          **_model_payload(model), "optimizer": optimizer.state_dict(),
                          "scheduler": schedule.state_dict(), "scaler": scaler.state_dict() if use_amp else None,
                          "history": history.epochs, "best": history.best, "last": history.last},
@@ -263,11 +324,11 @@ def train(config: dict, options: RunOptions) -> dict:
     if writer is not None:
         writer.close()
     finished = stop_at == epochs
-    results = _results(config, options, model, history, step_times, finished, augmentation, trainable, total)
+    results = _results(settings, options, model, history, step_times, finished, trainable, total)
     if main:
-        (exp_dir / "results.json").write_text(json.dumps(results, indent=2))
+        write_json(exp_dir / "results.json", results)
         LOG.info(f"results: {exp_dir / 'results.json'}")
-    return results
+    return _json_safe(results)
 
 
 def _save_best(model: PeftModel, exp_dir: Path) -> None:
@@ -276,15 +337,17 @@ def _save_best(model: PeftModel, exp_dir: Path) -> None:
         model.save_pretrained(exp_dir / "adapter-best")
 
 
-def _results(config, options, model, history, step_times, finished, augmentation, trainable, total) -> dict:
+def _results(settings: Settings, options, model, history, step_times, finished, trainable, total) -> dict:
+    images = is_image_config(settings.raw)
+    spec = settings.dataset_spec
+    augmentation = settings.augmentation.model_dump()
     return {
-        "dataset": config["dataset"].get("name"), "split": config["dataset"].get("split"),
-        "synthetic": config["dataset"].get("name") == "SyntheticDemo",
-        "modality": "images" if is_image_config(config) else "points",
-        "npoints": None if is_image_config(config) else get(config, "dataset.npoints", 1024), "voting": False,
-        "augmentation": "hflip" if is_image_config(config) and augmentation.get("hflip") else
-        ("none" if is_image_config(config) else describe_augmentation(augmentation)), "seed": options.seed,
-        "methods": [c.method for c in model.peft_configs], "pretrained": options.ckpts,
+        "dataset": spec.get("name"), "split": spec.get("split"), "synthetic": spec.get("name") == "SyntheticDemo",
+        "modality": "images" if images else "points", "npoints": None if images else spec.get("npoints"),
+        "voting": False,
+        "augmentation": ("hflip" if augmentation["hflip"] else "none") if images else describe_augmentation(
+            augmentation),
+        "seed": options.seed, "methods": [c.method for c in model.peft_configs], "pretrained": options.ckpts,
         "trainable_parameters": trainable, "total_parameters": total, "trainable_percent": 100 * trainable / total,
         "epochs_run": len(history.epochs), "finished": finished,
         "last": history.last or None, "best": history.best or None, "note": BEST_NOTE,
@@ -293,42 +356,30 @@ def _results(config, options, model, history, step_times, finished, augmentation
     }
 
 
-def load_for_test(config: dict, ckpts: str | None, adapter: str | None, device: torch.device) -> PeftModel:
-    """Model for ``tools/test.py``: a pcpeft training checkpoint, an adapter folder on a pretrained backbone, or
-    an official fine-tuned checkpoint."""
-    spec = dict(config.get("model", {}))
-    backbone = create_model(spec.pop("name", "point_mae"), **spec)
-    if adapter:
-        if ckpts:
-            LOG.info(str(load_checkpoint(backbone, ckpts)))
-        return PeftModel.from_pretrained(backbone, adapter).to(device)
-    if ckpts is None:
-        raise ValueError("tools/test.py needs --ckpts (a fine-tuned checkpoint) or --adapter")
-    state = read_checkpoint_file(ckpts, weights_only=False)
-    if isinstance(state, dict) and "peft" in state and state.get("model") is not None:
-        raise ValueError(f"{ckpts} holds adapter weights only: pass the pretrained backbone with --ckpts and the "
-                         f"adapter folder (adapter-best/) with --adapter")
-    LOG.info(str(load_checkpoint_object(backbone, state, ckpts, strict=True)))
-    return get_peft_model(backbone, "full").to(device)
-
-
-def evaluate_run(config: dict, model: PeftModel, device: torch.device, vote: bool, times: int = 10,
+def evaluate_run(config: dict | Settings, model: PeftModel, device: torch.device, vote: bool, times: int = 10,
                  seed: int = 0) -> dict:
-    """Test accuracy of ``model`` on the recipe's test split, one pass or voting."""
+    """Test accuracy of ``model`` on the recipe's test split, one pass or voting (``times`` >= 1 re-samples)."""
+    settings = as_settings(config)
+    if times < 1:
+        raise ConfigError(f"--vote_times {times}: voting needs at least one pass")
     rank, world = init_distributed(device)
-    test_set = build_dataset(config["dataset"], "test")
-    npoints = get(config, "dataset.npoints", 1024)
-    batch = get(config, "test.batch_size", get(config, "train.batch_size", 32))
-    if vote and is_image_config(config):
-        raise ValueError("voting re-samples point clouds; it does not apply to image datasets")
+    spec = settings.dataset_spec
+    test_set = build_dataset(spec, "test")
+    if len(test_set) == 0:
+        raise DatasetError(f"the test split of {spec.get('name')} (root {spec.get('root')}) is empty")
+    npoints = spec.get("npoints")
+    batch = settings.eval_batch_size
+    if vote and is_image_config(settings.raw):
+        raise ConfigError("voting re-samples point clouds; it does not apply to image datasets")
     if vote:
         logits, labels = predict_vote(model, test_set, npoints, device, times, batch, seed, rank=rank, world=world)
     else:
-        logits, labels = predict(model, test_set, batch_transforms(config, torch.Generator())[1], device, batch,
+        logits, labels = predict(model, test_set, batch_transforms(settings.raw, torch.Generator())[1], device, batch,
                                  rank=rank, world=world)
-    metrics = compute_metrics(logits, labels, config["model"]["num_classes"])
-    return {"dataset": config["dataset"].get("name"), "split": config["dataset"].get("split"), "npoints": npoints,
-            "voting": vote, "vote_times": times if vote else None, **metrics}
+    metrics = compute_metrics(logits, labels, settings.num_classes)
+    return _json_safe({"dataset": spec.get("name"), "split": spec.get("split"), "npoints": npoints,
+                       "voting": vote, "vote_times": times if vote else None, **metrics})
 
 
-__all__ = ["RunOptions", "build_model", "train", "load_for_test", "evaluate_run", "smoothed_cross_entropy"]
+__all__ = ["RunOptions", "build_model", "train", "load_for_test", "evaluate_run", "smoothed_cross_entropy",
+           "write_json"]

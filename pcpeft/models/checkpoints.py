@@ -18,7 +18,6 @@ finetuned              our / the reference fine-tune     nothing: every key must
 from __future__ import annotations
 
 import os
-import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
@@ -26,10 +25,14 @@ from typing import Mapping
 import torch
 from torch import nn
 
+from ..errors import UserError
+from ..io.safe_pickle import RefusedPickleError
+from ..io.safe_torch import safe_torch_load
+
 WRAPPING_KEYS = ("base_model", "model", "state_dict", "model_state", "module")
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint file cannot be read, has an unknown layout, or (strict) does not fit the model."""
 
 
@@ -72,7 +75,14 @@ def _abbrev(keys: list[str], limit: int = 4) -> str:
 
 
 def read_checkpoint_file(path: str | os.PathLike, weights_only: bool = True) -> Mapping:
-    """Load a ``.pth``/``.pt``/``.bin`` (torch pickle) or ``.safetensors`` file to a mapping, naming the file on error."""
+    """Load a ``.pth``/``.pt``/``.bin`` (torch pickle), ``.safetensors`` or ``.npz`` file to a mapping, naming the
+    file on error.
+
+    Torch files are read with the weights-only unpickler (tensors, containers, numbers and numpy values; see
+    :mod:`pcpeft.io.safe_torch`): a file that asks for anything else is refused and nothing from it runs.
+    ``weights_only=False`` is a Python-API opt-in for your *own* trusted files only; no tool exposes it, because no
+    official checkpoint format needs it.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint file not found: {path}")
@@ -80,10 +90,10 @@ def read_checkpoint_file(path: str | os.PathLike, weights_only: bool = True) -> 
         import numpy as np
 
         try:
-            with np.load(path) as arrays:
+            with np.load(path, allow_pickle=False) as arrays:
                 return {k: torch.from_numpy(np.array(arrays[k])) for k in arrays.files}
         except Exception as err:  # noqa: BLE001 - zip / format errors of every kind
-            raise CheckpointError(f"{path} is not a readable .npz file ({err})") from None
+            raise CheckpointError(f"{path} is not a readable .npz file of arrays ({err})") from None
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
@@ -92,16 +102,14 @@ def read_checkpoint_file(path: str | os.PathLike, weights_only: bool = True) -> 
         except Exception as err:  # safetensors raises its own error types
             raise CheckpointError(f"{path} is not a readable safetensors file: {err}") from None
     try:
-        return torch.load(path, map_location="cpu", weights_only=weights_only)
-    except pickle.UnpicklingError as err:
-        if weights_only and "weights_only" in str(err):
-            raise CheckpointError(
-                f"{path} holds Python objects beyond tensors; if you trust the file, load it with "
-                f"weights_only=False. Detail: {str(err).splitlines()[0]}"
-            ) from None
-        raise CheckpointError(f"{path} is not a PyTorch checkpoint ({err})") from None
+        if weights_only:
+            return safe_torch_load(path)
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except RefusedPickleError as err:
+        raise CheckpointError(str(err)) from None
     except Exception as err:  # torch.load fails in many ways on foreign bytes (IndexError, EOFError, ...)
-        raise CheckpointError(f"{path} is not a PyTorch checkpoint ({type(err).__name__}: {err})") from None
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint, or it is truncated or corrupt "
+                              f"({type(err).__name__}: {str(err).splitlines()[0][:200]})") from None
 
 
 def extract_state_dict(obj: Mapping, path: str = "<memory>") -> dict[str, torch.Tensor]:
@@ -167,6 +175,12 @@ _ABSENT_BY_DESIGN = {
 }
 
 
+def register_absent_by_design(layout: str, reasons: Mapping[str, str]) -> None:
+    """Declare the model keys (exact names, or prefixes ending in ``.``) that ``layout`` lacks on purpose, with
+    the reason the report prints (used by the backbones' ``convert_checkpoint_state`` layouts)."""
+    _ABSENT_BY_DESIGN.setdefault(layout, {}).update(reasons)
+
+
 def _reason_absent(layout: str, key: str) -> str | None:
     for prefix, reason in _ABSENT_BY_DESIGN.get(layout, {}).items():
         if key == prefix or (prefix.endswith(".") and key.startswith(prefix)):
@@ -216,11 +230,13 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike, strict: bool = Fa
     """Load an official or pcpeft checkpoint into ``model`` and return a :class:`LoadReport`.
 
     Args:
-        model: a backbone from :func:`pcpeft.create_model` (or a PEFT model: its base model is loaded).
+        model: a backbone from :func:`pcpeft.create_model`, or a PEFT model: a fine-tuned file of one of its
+            methods' official code (DAPT, IDPT, PPT, PointGST) fills backbone and method; any other file
+            loads into its base model.
         path: ``.pth``/``.pt``/``.bin``/``.safetensors`` file in any layout listed in this module's docstring, or
             for the ViT a timm file or an original JAX ``.npz``.
         strict: raise :class:`CheckpointError` listing every missing, unexpected or mis-shaped key.
-        weights_only: refuse pickled Python objects (safe default); set False only for files you trust.
+        weights_only: read tensors only (the default; see :func:`read_checkpoint_file`).
     """
     return load_checkpoint_object(model, read_checkpoint_file(path, weights_only=weights_only), path, strict)
 
@@ -228,8 +244,13 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike, strict: bool = Fa
 def load_checkpoint_object(model: nn.Module, raw: Mapping, path: str | os.PathLike = "<memory>",
                            strict: bool = False) -> LoadReport:
     """:func:`load_checkpoint` for a file already read (``read_checkpoint_file``); ``path`` names it in messages."""
-    target = getattr(model, "base_model", model)
     state = extract_state_dict(raw, str(path))
+    official = getattr(model, "map_official_state", None)  # a PeftModel: a method's own fine-tuned file
+    found = official(state) if official is not None else None
+    if found is not None:  # backbone and method tensors, keys mapped to the PeftModel's own
+        layout, mapped, dropped = found
+        return load_state_into(model, mapped, layout, str(path), dropped, strict)
+    target = getattr(model, "base_model", model)
     convert = getattr(target, "convert_checkpoint_state", None)  # the ViT: JAX names, pos_embed resizing
     layout, mapped, dropped = convert(state) if convert else map_reference_keys(state)
     return load_state_into(target, mapped, layout, str(path), dropped, strict)

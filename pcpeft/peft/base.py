@@ -20,6 +20,7 @@ from typing import Any, ClassVar, Iterable, Sequence
 import torch
 from torch import nn
 
+from ..errors import UserError
 from ..models.checkpoints import CheckpointError
 
 _METHODS: dict[str, type["PeftConfig"]] = {}
@@ -28,7 +29,7 @@ CONFIG_FILE = "adapter_config.json"
 WEIGHTS_FILE = "adapter_model.safetensors"
 
 
-class PeftError(ValueError):
+class PeftError(UserError, ValueError):
     """A PEFT configuration cannot be applied (unknown method, conflicting combination, unsupported merge)."""
 
 

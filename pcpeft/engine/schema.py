@@ -1,0 +1,290 @@
+"""The recipe schema: every key a recipe may hold, its type and its range, checked before any work starts.
+
+Why pydantic: it is the well-kept standard for typed, validated settings in Python (v2, Rust core), gives a
+typed object the trainer reads (``settings.train.batch_size``), and reports every bad key at once with its
+dotted location; ``extra="forbid"`` turns a typo into an error, and :func:`validate_recipe` adds the closest
+valid key to the message.
+
+The ``model`` section is checked against the chosen model's own options (``create_model``'s config dataclass),
+so a new backbone needs no schema change. ``dataset`` is checked against the section of its ``name``.
+"""
+from __future__ import annotations
+
+import difflib
+import typing
+from typing import Any, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+
+from .config import ConfigError
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class TrainSettings(Section):
+    batch_size: int = Field(32, ge=1, description="clouds per optimiser step (over all processes)")
+    drop_last: bool = Field(True, description="drop the last incomplete batch; false allows batch_size > data set")
+    amp: bool = Field(True, description="mixed precision (CUDA fp16)")
+    aux_loss_weight: float = Field(1.0, ge=0)
+    eval_every: int = Field(1, ge=1)
+    grad_clip: Optional[float] = Field(10.0, ge=0, description="0 or null: no clipping")
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    num_workers: int = Field(0, ge=0)
+    require_pretrained: bool = False
+
+
+class TestSettings(Section):
+    __test__ = False  # not a pytest class
+
+    batch_size: Optional[int] = Field(None, ge=1, description="default: train.batch_size")
+    vote_times: int = Field(10, ge=1)
+
+
+class OptimizerSettings(Section):
+    lr: float = Field(5e-4, gt=0)
+    weight_decay: float = Field(0.05, ge=0)
+
+
+class SchedulerSettings(Section):
+    epochs: int = Field(300, ge=1)
+    warmup_epochs: int = Field(10, ge=0)
+    warmup_lr: float = Field(1e-6, ge=0)
+    min_lr: float = Field(1e-6, ge=0)
+
+
+class AugmentationSettings(Section):
+    scale_translate: bool = True
+    rotate: bool = False
+    up_axis: Literal["x", "y", "z"] = "y"
+    hflip: bool = False
+
+
+class PretrainSettings(Section):
+    mask_ratio: float = Field(0.6, gt=0, lt=1)
+    decoder_depth: int = Field(4, ge=1)
+    decoder_num_heads: Optional[int] = Field(None, ge=1)
+
+
+class PointDataset(Section):
+    name: str
+    root: Optional[str] = None
+    npoints: int = Field(1024, ge=1)
+
+
+class ScanObjectNNSettings(PointDataset):
+    split: Literal["OBJ_BG", "OBJ_ONLY", "PB_T50_RS"] = "OBJ_BG"
+    npoints: int = Field(2048, ge=1)
+
+
+class ModelNet40Settings(PointDataset):
+    cache_points: int = Field(8192, ge=1)
+    format: Literal["resampled", "h5"] = "resampled"
+    num_category: Literal[10, 40] = 40
+
+
+class ModelNetFewShotSettings(PointDataset):
+    way: int = Field(ge=1)
+    shot: int = Field(ge=1)
+    fold: int = Field(ge=0)
+
+
+class SyntheticDemoSettings(PointDataset):
+    split: Literal["OBJ_BG"] = Field("OBJ_BG", description="the demo set is written in the OBJ_BG layout only")
+    train_per_class: int = Field(80, ge=1)
+    test_per_class: int = Field(25, ge=1)
+    generator_seed: int = 0
+
+
+class ImageDataset(Section):
+    name: str
+    root: Optional[str] = None
+    img_size: int = Field(224, ge=1)
+    mean: Optional[list[float]] = None
+    std: Optional[list[float]] = None
+
+
+class VTABSettings(ImageDataset):
+    train_list: str = "train800val200.txt"
+    test_list: str = "test.txt"
+
+
+DATASET_SECTIONS: dict[str, type[Section]] = {
+    "ScanObjectNN": ScanObjectNNSettings, "ModelNet40": ModelNet40Settings, "ModelNetFewShot": ModelNetFewShotSettings,
+    "SyntheticDemo": SyntheticDemoSettings, "Digits": ImageDataset, "ImageFolder": ImageDataset, "VTAB": VTABSettings,
+}
+
+PeftSpecSetting = Union[None, str, dict[str, Any], list[Union[str, dict[str, Any]]]]
+
+
+class Recipe(Section):
+    """A whole recipe after ``_base_`` merging and ``--opts``; ``model`` and ``dataset`` are checked separately."""
+
+    model: dict[str, Any] = Field(default_factory=dict)
+    dataset: dict[str, Any]
+    peft: PeftSpecSetting = None
+    train: TrainSettings = Field(default_factory=TrainSettings)
+    test: TestSettings = Field(default_factory=TestSettings)
+    optimizer: OptimizerSettings = Field(default_factory=OptimizerSettings)
+    scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
+    augmentation: AugmentationSettings = Field(default_factory=AugmentationSettings)
+    pretrain: PretrainSettings = Field(default_factory=PretrainSettings)
+    run: Optional[dict[str, Any]] = Field(None, description="provenance a run writes into its config.yaml")
+
+
+class Settings:
+    """A validated recipe: typed sections (``settings.train.batch_size``), the model spec and the dataset spec."""
+
+    def __init__(self, recipe: Recipe, model: dict[str, Any], dataset: Section, raw: dict) -> None:
+        self.recipe, self.model, self.dataset, self.raw = recipe, model, dataset, raw
+        self.train, self.test = recipe.train, recipe.test
+        self.optimizer, self.scheduler = recipe.optimizer, recipe.scheduler
+        self.augmentation, self.pretrain, self.peft = recipe.augmentation, recipe.pretrain, recipe.peft
+
+    @property
+    def model_name(self) -> str:
+        return self.model.get("name", "point_mae")
+
+    @property
+    def model_options(self) -> dict[str, Any]:
+        """The ``create_model`` keyword arguments (the model section without ``name``)."""
+        return {k: v for k, v in self.model.items() if k != "name"}
+
+    @property
+    def dataset_spec(self) -> dict[str, Any]:
+        """The dataset section with every default filled in (what ``build_dataset`` reads)."""
+        return self.dataset.model_dump()
+
+    @property
+    def num_classes(self) -> int:
+        if "num_classes" not in self.model:
+            raise ConfigError("model.num_classes is not set")
+        return self.model["num_classes"]
+
+    @property
+    def eval_batch_size(self) -> int:
+        return self.test.batch_size or self.train.batch_size
+
+
+def _closest(key: str, valid: typing.Iterable[str], prefix: str = "") -> str:
+    match = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.5)
+    return f" (did you mean {prefix + match[0]!r}?)" if match else ""
+
+
+def _section_fields(section: type[BaseModel] | None) -> list[str]:
+    return list(section.model_fields) if section is not None else []
+
+
+def _format_errors(err: ValidationError, source: str, root: type[BaseModel], prefix: str = "") -> ConfigError:
+    lines = []
+    for item in err.errors():
+        loc = [str(p) for p in item["loc"]]
+        dotted = prefix + ".".join(loc)
+        if item["type"] == "extra_forbidden":
+            owner: Any = root
+            for part in loc[:-1]:
+                annotation = owner.model_fields[part].annotation if owner and part in owner.model_fields else None
+                owner = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+            hint = _closest(loc[-1], _section_fields(owner), prefix + "".join(f"{p}." for p in loc[:-1]))
+            valid = ", ".join(_section_fields(owner))
+            lines.append(f"unknown key {dotted!r}{hint}; valid keys here: {valid}")
+        else:
+            value = item.get("input")
+            lines.append(f"{dotted} = {value!r}: {item['msg']}")
+    return ConfigError(f"{source}: invalid recipe:\n  " + "\n  ".join(lines) if len(lines) > 1
+                       else f"{source}: invalid recipe: {lines[0]}")
+
+
+_MODEL_SCHEMAS: dict[str, type[BaseModel]] = {}
+
+
+def _model_schema(name: str) -> type[BaseModel] | None:
+    """A pydantic model of a registered model's options, from its config dataclass's typed fields."""
+    import dataclasses
+
+    from ..models.registry import _MODELS, list_models
+
+    if name in _MODEL_SCHEMAS:
+        return _MODEL_SCHEMAS[name]
+    list_models()
+    config_cls = getattr(_MODELS[name], "config_class", None)
+    if config_cls is None or not dataclasses.is_dataclass(config_cls):
+        return None
+    hints = typing.get_type_hints(config_cls)
+    fields = {}
+    for item in dataclasses.fields(config_cls):
+        default = item.default if item.default is not dataclasses.MISSING else (
+            item.default_factory() if item.default_factory is not dataclasses.MISSING else ...)
+        fields[item.name] = (hints.get(item.name, Any), default)
+    schema = create_model(f"{name}_options", __config__=ConfigDict(extra="forbid"), name=(str, name), **fields)
+    _MODEL_SCHEMAS[name] = schema
+    return schema
+
+
+def _validate_model(spec: Any, source: str, needs_classes: bool = True) -> dict[str, Any]:
+    from ..models.registry import list_models
+
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{source}: invalid recipe: 'model' must be a section (a mapping), found {spec!r}")
+    spec = dict(spec)
+    name = spec.setdefault("name", "point_mae")
+    models = list_models()
+    if name not in models:
+        raise ConfigError(f"{source}: invalid recipe: model.name {name!r} is not a model{_closest(str(name), models)}; "
+                          f"available: {', '.join(models)}")
+    if needs_classes and "num_classes" not in spec:
+        raise ConfigError(f"{source}: invalid recipe: model.num_classes is not set")
+    schema = _model_schema(name)
+    if schema is None:
+        return spec
+    try:
+        schema.model_validate(spec)
+    except ValidationError as err:
+        raise _format_errors(err, source, schema, prefix="model.") from None
+    return spec
+
+
+def _validate_dataset(spec: Any, source: str) -> Section:
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{source}: invalid recipe: 'dataset' must be a section (a mapping), found {spec!r}")
+    name = spec.get("name")
+    if name not in DATASET_SECTIONS:
+        raise ConfigError(f"{source}: invalid recipe: dataset.name {name!r} is not a data set"
+                          f"{_closest(str(name), DATASET_SECTIONS)}; available: {', '.join(DATASET_SECTIONS)}")
+    section = DATASET_SECTIONS[name]
+    try:
+        return section.model_validate(spec)
+    except ValidationError as err:
+        raise _format_errors(err, source, section, prefix="dataset.") from None
+
+
+def validate_recipe(config: dict, source: str = "recipe", task: Literal["finetune", "pretrain"] = "finetune"
+                    ) -> Settings:
+    """Check a merged recipe dict; returns typed :class:`Settings` or raises one :class:`ConfigError` that lists
+    every unknown key (with the closest valid one), wrong type and out-of-range value, naming ``source``.
+    A pre-training recipe (``task='pretrain'``) needs no ``model.num_classes``."""
+    if not isinstance(config, dict):
+        raise ConfigError(f"{source}: a recipe must be a mapping")
+    try:
+        recipe = Recipe.model_validate(config)
+    except ValidationError as err:
+        raise _format_errors(err, source, Recipe) from None
+    model = _validate_model(config.get("model", {}), source, needs_classes=task == "finetune")
+    dataset = _validate_dataset(config["dataset"], source)
+    return Settings(recipe, model, dataset, config)
+
+
+def validate_dataset_recipe(config: dict, source: str = "recipe") -> Section:
+    """Check only the ``dataset`` section of a recipe (the data-set recipes ``cfgs/datasets/*.yaml``)."""
+    if not isinstance(config, dict) or "dataset" not in config:
+        raise ConfigError(f"{source}: a data-set recipe needs a 'dataset' section")
+    return _validate_dataset(config["dataset"], source)
+
+
+def as_settings(config: "dict | Settings", source: str = "recipe") -> Settings:
+    """``config`` itself when it is already validated, else :func:`validate_recipe` of it."""
+    return config if isinstance(config, Settings) else validate_recipe(config, source)
+
+
+__all__ = ["Settings", "as_settings", "validate_recipe", "DATASET_SECTIONS", "Recipe"]
