@@ -42,7 +42,9 @@ def load_pretrained(backbone, ckpts: str, allow_partial: bool = False) -> LoadRe
     own = backbone.state_dict()
     convert = getattr(backbone, "convert_checkpoint_state", None)
     mapped = (convert(state) if convert else map_reference_keys(state))[1]
-    other_head = [k for k, v in mapped.items() if k.startswith(head) and k in own and v.shape != own[k].shape]
+    classes = getattr(backbone, "num_classes", None)
+    other_head = [k for k, v in mapped.items() if k.startswith(head) and k in own and v.shape != own[k].shape
+                  and own[k].shape[0] == classes and v.shape[1:] == own[k].shape[1:]]  # the logits layer only
     if other_head:
         raw = {k: v for k, v in state.items() if not _maps_to_head(k, head)}
         LOG.info(f"{ckpts}: its classification head has another class count ({len(other_head)} tensors, e.g. "

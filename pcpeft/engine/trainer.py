@@ -171,6 +171,14 @@ def _check_data(train_set, test_set, settings: Settings, per_rank_batch: int) ->
     for subset, data in (("training", train_set), ("test", test_set)):
         if len(data) == 0:
             raise DatasetError(f"the {subset} split of {name} (root {settings.dataset_spec.get('root')}) is empty")
+    npoints = settings.dataset_spec.get("npoints")
+    if npoints is not None:
+        for subset, data in (("training", train_set), ("test", test_set)):
+            available = data[0][0].shape[0]
+            if available < npoints:
+                source = getattr(data, "path", None) or settings.dataset_spec.get("root")
+                raise DatasetError(f"{source}: the {subset} clouds of {name} have {available} points, fewer than "
+                                   f"dataset.npoints = {npoints}; lower dataset.npoints")
     if settings.train.drop_last and per_rank_batch > len(train_set):
         raise ConfigError(f"train.batch_size {settings.train.batch_size} is larger than the training set "
                           f"({len(train_set)} samples of {name}), so no step would run: lower it, or set "

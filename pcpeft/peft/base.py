@@ -268,33 +268,12 @@ class PeftModel(nn.Module):
     def from_pretrained(cls, backbone: nn.Module, directory: str | os.PathLike) -> "PeftModel":
         """Rebuild the methods saved in ``directory`` on ``backbone`` and load their weights.
 
-        Refuses (CheckpointError) a backbone whose frozen weights differ from the ones the adapter was trained on.
+        Every check (files, method configs, architecture, frozen-weights fingerprint, tensor names and shapes)
+        runs before ``backbone`` is touched; each failure is a :class:`CheckpointError` naming what differs.
         """
-        from safetensors.torch import load_file
+        from .adapter_files import load_adapter
 
-        directory = Path(directory)
-        config_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
-        for path in (config_path, weights_path):
-            if not path.is_file():
-                raise CheckpointError(f"adapter file not found: {path}")
-        meta = json.loads(config_path.read_text())
-        model = cls(backbone, [config_from_dict(c) for c in meta["configs"]])
-        found = model.backbone_fingerprint()
-        if found != meta["backbone_fingerprint"]:
-            raise CheckpointError(
-                f"{directory}: the backbone's frozen weights differ from those the adapter was trained on "
-                f"(fingerprint {found[:12]} != saved {meta['backbone_fingerprint'][:12]}); load the same "
-                f"pretrained checkpoint first"
-            )
-        state = load_file(str(weights_path))
-        expected = set(model.adapter_state_dict())
-        if set(state) != expected:
-            raise CheckpointError(
-                f"{weights_path}: keys do not match the methods {[c['method'] for c in meta['configs']]}: "
-                f"missing {sorted(expected - set(state))[:5]}, unexpected {sorted(set(state) - expected)[:5]}"
-            )
-        model.load_state_dict(state, strict=False)
-        return model
+        return load_adapter(cls, backbone, directory)
 
 
 def _atomic_write(path: Path, write) -> None:
