@@ -25,8 +25,11 @@ def test_model_recipes_build():
 def test_peft_table_tool_lists_every_method_with_the_documented_adapter_x_row():
     out = subprocess.run([sys.executable, str(ROOT / "tools/peft_table.py")], capture_output=True, text=True,
                          check=True).stdout
-    assert "| adapter_x | 417,903 | 22,233,711 | 1.880 |" in out
-    for method in ["full", "linear", "bitfit", "ssf", "adapter", "lora", "vpt", "idpt", "dapt", "smoa", "dapt_x"]:
+    # (the official-count column was added with the official DAPT / IDPT / PPT / PointGST)
+    assert "| adapter_x | 417,903 | — | 22,233,711 | 1.880 |" in out
+    assert "| dapt | 1,087,771 | 1,087,771 |" in out
+    for method in ["full", "linear", "bitfit", "ssf", "adapter", "lora", "vpt", "idpt", "dapt", "smoa", "dapt_x",
+                   "ppt", "pointgst", "adapter_x_2d"]:
         assert f"| {method} |" in out
     doc = (ROOT / "docs/methods.md").read_text()
     assert all(line in doc for line in out.strip().splitlines()), "docs/methods.md table is stale"

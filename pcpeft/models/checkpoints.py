@@ -14,6 +14,9 @@ point_bert_pretrain    keys under ``transformer_q.``     ``transformer_k.*`` (mo
 finetuned              our / the reference fine-tune     nothing: every key must match
                        keys (``cls_head_finetune.*``...)
 =====================  ================================  =====================================================
+
+The newer backbones (ACT, ReCon, PointGPT-S/B/L) add their own official layouts through their
+``convert_checkpoint_state`` method; :mod:`pcpeft.models.layouts` lists them.
 """
 from __future__ import annotations
 

@@ -14,6 +14,17 @@ def pool_cls_and_max(tokens: torch.Tensor, num_prefix_tokens: int = 1) -> torch.
     return torch.cat([tokens[:, 0], tokens[:, num_prefix_tokens:].max(dim=1).values], dim=-1)
 
 
+def pool_global_tokens(tokens: torch.Tensor, global_index: list[int], prompts: slice | None,
+                       patches_from: int) -> torch.Tensor:
+    """concat(the global tokens at ``global_index``, [mean of the prompt tokens], max over the patch tokens).
+    (B, T, D) -> (B, (len(global_index) + [1] + 1) * D). ReCon reads cls, img and text; PointGPT its cls slot."""
+    parts = [tokens[:, i] for i in global_index]
+    if prompts is not None:
+        parts.append(tokens[:, prompts].mean(dim=1))
+    parts.append(tokens[:, patches_from:].max(dim=1).values)
+    return torch.cat(parts, dim=-1)
+
+
 class PointMAEHead(nn.Sequential):
     """Point-MAE ``cls_head_finetune``: Linear BN ReLU Dropout Linear BN ReLU Dropout Linear (keys 0,1,4,5,8)."""
 
@@ -34,4 +45,4 @@ class PointBERTHead(nn.Sequential):
         )
 
 
-HEADS = {"point_mae": PointMAEHead, "point_bert": PointBERTHead}
+HEADS = {"point_mae": PointMAEHead, "point_bert": PointBERTHead, "act": PointMAEHead, "recon": PointMAEHead}

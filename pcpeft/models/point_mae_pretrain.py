@@ -14,16 +14,10 @@ import torch
 from torch import nn
 
 from ..ops.grouping import PointGrouper
+from .chamfer import chamfer_l2
 from .point_tokenizer import MiniPointNet, PositionalMLP
 from .point_transformer import _reference_init
 from .transformer import BlockStack, TransformerEncoder
-
-
-def chamfer_l2(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """pred (S, P, 3), target (S, Q, 3) -> mean over pred of min squared distance + mean over target of it."""
-    diff = pred[:, :, None, :] - target[:, None, :, :]
-    dist = diff.square().sum(-1)  # (S, P, Q)
-    return dist.min(dim=2).values.mean() + dist.min(dim=1).values.mean()
 
 
 class MaskedEncoder(nn.Module):

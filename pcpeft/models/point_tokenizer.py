@@ -1,9 +1,18 @@
-"""Point-specific input layers: the mini-PointNet group tokenizer and the positional MLP of the centres."""
+"""Point-specific input layers: the mini-PointNet group tokenizer, the positional MLP of the centres and the fixed
+sine encoding of coordinates (PointGPT)."""
 from __future__ import annotations
+
+import math
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+
+#: first_conv widths of the two tokenizer sizes: Point-MAE's (also PointGPT-S) and PointGPT-B/L's ``Encoder_large``
+SMALL_WIDTHS = (128, 256)
+LARGE_WIDTHS = (256, 512, 1024)
 
 
 class MiniPointNet(nn.Module):
@@ -11,16 +20,23 @@ class MiniPointNet(nn.Module):
 
     ``first_conv`` = Conv1d(3,128) BN ReLU Conv1d(128,256); max over the M points (256-d global);
     concat [global, per-point] (512); ``second_conv`` = Conv1d(512,512) BN ReLU Conv1d(512,C); max over points.
+    ``widths`` = (256, 512, 1024) gives PointGPT's large tokenizer: first_conv 3-256-512-1024 (BN ReLU between,
+    keys 0,1,3,4,6), second_conv 2048-2048-C.
     """
 
-    def __init__(self, out_channels: int) -> None:
+    def __init__(self, out_channels: int, widths: Sequence[int] = SMALL_WIDTHS) -> None:
         super().__init__()
         self.out_channels = out_channels
-        self.first_conv = nn.Sequential(
-            nn.Conv1d(3, 128, 1), nn.BatchNorm1d(128), nn.ReLU(inplace=True), nn.Conv1d(128, 256, 1)
-        )
+        first: list[nn.Module] = []
+        for index, (c_in, c_out) in enumerate(zip((3, *widths[:-1]), widths)):
+            if index:
+                first += [nn.BatchNorm1d(c_in), nn.ReLU(inplace=True)]
+            first.append(nn.Conv1d(c_in, c_out, 1))
+        self.first_conv = nn.Sequential(*first)
+        hidden = 2 * widths[-1]
         self.second_conv = nn.Sequential(
-            nn.Conv1d(512, 512, 1), nn.BatchNorm1d(512), nn.ReLU(inplace=True), nn.Conv1d(512, out_channels, 1)
+            nn.Conv1d(hidden, hidden, 1), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True),
+            nn.Conv1d(hidden, out_channels, 1)
         )
 
     @staticmethod
@@ -40,9 +56,9 @@ class MiniPointNet(nn.Module):
         batch, groups, size, dims = neighbourhoods.shape
         if dims != 3:
             raise ValueError(f"MiniPointNet expects neighbourhoods (B, G, M, 3), got {tuple(neighbourhoods.shape)}")
-        feat = self._channels_last(self.first_conv, neighbourhoods.reshape(batch * groups, size, 3))  # (BG, M, 256)
+        feat = self._channels_last(self.first_conv, neighbourhoods.reshape(batch * groups, size, 3))  # (BG, M, w)
         glob = feat.max(dim=1, keepdim=True).values
-        feat = torch.cat([glob.expand(-1, size, -1), feat], dim=2)  # (BG, M, 512)
+        feat = torch.cat([glob.expand(-1, size, -1), feat], dim=2)  # (BG, M, 2w)
         feat = self._channels_last(self.second_conv, feat)
         return feat.max(dim=1).values.reshape(batch, groups, self.out_channels)
 
@@ -52,3 +68,33 @@ class PositionalMLP(nn.Sequential):
 
     def __init__(self, dim: int, hidden: int = 128, in_dim: int = 3) -> None:
         super().__init__(nn.Linear(in_dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
+
+
+class SinePositionalEncoding(nn.Module):
+    """Fixed sine encoding of coordinates (PointGPT's ``PositionEmbeddingCoordsSine(3, D, temperature)``), no
+    parameters. (..., 3) -> (..., D).
+
+    Each coordinate x gives F = D // 3 // 2 * 2 features: angle_i = 2 pi x / temperature^(2 floor(i/2) / F), sin at
+    even i and cos at odd i, interleaved (sin a_0, cos a_1, sin a_2, ...); coordinates concatenated, zero-padded
+    to D. With PointGPT's temperature 1 every angle is 2 pi x.
+    """
+
+    def __init__(self, dim: int, temperature: float = 1.0, in_dim: int = 3) -> None:
+        super().__init__()
+        self.dim, self.temperature, self.in_dim = dim, temperature, in_dim
+        self.features = dim // in_dim // 2 * 2
+        if self.features == 0:
+            raise ValueError(f"sine encoding of {in_dim} coordinates needs dim >= {2 * in_dim}, got {dim}")
+
+    def forward(self, coords: torch.Tensor) -> torch.Tensor:
+        if coords.shape[-1] != self.in_dim:
+            raise ValueError(f"expected coordinates (..., {self.in_dim}), got {tuple(coords.shape)}")
+        steps = torch.arange(self.features, dtype=torch.float32, device=coords.device)
+        freq = self.temperature ** (2 * torch.div(steps, 2, rounding_mode="floor") / self.features)
+        angles = (coords * (2 * math.pi)).unsqueeze(-1) / freq  # (..., 3, F)
+        enc = torch.stack([angles[..., 0::2].sin(), angles[..., 1::2].cos()], dim=-1)
+        enc = enc.reshape(*coords.shape[:-1], self.in_dim * self.features)
+        return F.pad(enc, (0, self.dim - self.in_dim * self.features))
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, temperature={self.temperature}"

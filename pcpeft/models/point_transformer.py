@@ -1,42 +1,36 @@
-"""Point-MAE and Point-BERT classification backbones ("PointTransformer" in both reference repos).
+"""Point-MAE, Point-BERT, ACT and ReCon classification backbones ("PointTransformer" in every reference repo).
 
-They differ only in the tokenizer width (Point-BERT: 256-d + ``reduce_dim`` Linear(256, 384)) and the head.
-Data flow: points (B,N,3) -> group_divider -> encoder [-> reduce_dim] -> + cls token, positional MLP of the
-centres added before every block -> blocks -> norm -> concat(cls, max of point tokens) -> cls_head_finetune.
+Point-BERT differs in the tokenizer width (256-d + ``reduce_dim`` Linear(256, 384)) and the head. ACT's
+fine-tuning classifier *is* Point-MAE's; only its pre-training file layout differs (``ACT_encoder.*``). ReCon adds
+two global tokens (``img_token`` / ``text_token`` with ``img_pos`` / ``text_pos``) after the cls token, blocks
+whose global tokens cross-attend the patches (``num_global_tokens=3``, residuals from the normalised input) and a
+head reading concat(cls, img, text, max) (4C).
+Data flow: points (B,N,3) -> group_divider -> encoder [-> reduce_dim] -> + cls [img, text] tokens, positional MLP
+of the centres added before every block -> blocks -> norm -> concat(global tokens, max of point tokens) ->
+cls_head_finetune.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from ..ops.fps import FpsBackend
 from ..ops.grouping import PointGrouper
-from .heads import HEADS, pool_cls_and_max
+from .backbone_base import PointBackboneConfig, PointClassifier
+from .heads import HEADS, pool_cls_and_max, pool_global_tokens
 from .point_tokenizer import MiniPointNet, PositionalMLP
 from .registry import register_model
-from .transformer import BlockStack, TransformerEncoder
+from .transformer import TransformerEncoder
 
 
 @dataclass
-class PointTransformerConfig:
+class PointTransformerConfig(PointBackboneConfig):
     """Architecture of a point backbone. Defaults are the reference Point-MAE fine-tuning model."""
 
-    variant: str = "point_mae"  # "point_mae" | "point_bert": selects tokenizer width handling and head
-    num_classes: int = 40
-    num_group: int = 64
-    group_size: int = 32
-    trans_dim: int = 384
-    depth: int = 12
-    num_heads: int = 6
-    mlp_ratio: float = 4.0
+    variant: str = "point_mae"  # "point_mae" | "point_bert" | "act" | "recon": tokenizer width, tokens, head
     encoder_dims: int = 384
     drop_path_rate: float = 0.1
-    head_hidden: int = 256
-    head_dropout: float = 0.5
-    fps_backend: FpsBackend = "auto"
-    exclude_near_origin: bool = False
 
 
 def _reference_init(module: nn.Module) -> None:
@@ -50,7 +44,7 @@ def _reference_init(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
-class PointTransformer(nn.Module):
+class PointTransformer(PointClassifier):
     """Point cloud transformer classifier with the reference state-dict layout (see REFERENCE.md).
 
     ``forward_features(points)`` -> normalised tokens (B, 1+P+G, C) (P = prompt tokens added by PEFT hooks,
@@ -61,17 +55,18 @@ class PointTransformer(nn.Module):
         super().__init__()
         if config.variant not in HEADS:
             raise ValueError(f"unknown point backbone variant {config.variant!r}; expected one of {list(HEADS)}")
-        if config.variant == "point_mae" and config.encoder_dims != config.trans_dim:
+        if config.variant != "point_bert" and config.encoder_dims != config.trans_dim:
             raise ValueError(
-                f"point_mae feeds the tokenizer output straight to the blocks: encoder_dims ({config.encoder_dims}) "
-                f"must equal trans_dim ({config.trans_dim})"
+                f"{config.variant} feeds the tokenizer output straight to the blocks: encoder_dims "
+                f"({config.encoder_dims}) must equal trans_dim ({config.trans_dim})"
             )
         self.config = config
         self.num_classes = config.num_classes
         self.embed_dim = config.trans_dim
-        self.num_features = 2 * config.trans_dim
-        self.classifier_name = "cls_head_finetune"
-        self.prompt_pooling = False
+        recon = config.variant == "recon"
+        self.num_global_tokens = 3 if recon else 1
+        self.num_features = (self.num_global_tokens + 1) * config.trans_dim
+        self.checkpoint_family = config.variant
 
         self.group_divider = PointGrouper(config.num_group, config.group_size, config.fps_backend,
                                           config.exclude_near_origin)
@@ -80,28 +75,24 @@ class PointTransformer(nn.Module):
             self.reduce_dim = nn.Linear(config.encoder_dims, config.trans_dim)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, config.trans_dim))
         self.cls_pos = nn.Parameter(torch.zeros(1, 1, config.trans_dim))
+        self.global_tokens = ("img", "text") if recon else ()
+        for name in self.global_tokens:
+            setattr(self, f"{name}_token", nn.Parameter(torch.zeros(1, 1, config.trans_dim)))
+            setattr(self, f"{name}_pos", nn.Parameter(torch.zeros(1, 1, config.trans_dim)))
         self.pos_embed = PositionalMLP(config.trans_dim)
+        block_options = {"residual": "normed", "num_global_tokens": 3} if recon else {}
         self.blocks = TransformerEncoder(config.trans_dim, config.depth, config.num_heads, config.mlp_ratio,
-                                         qkv_bias=False, drop_path_rate=config.drop_path_rate)
+                                         qkv_bias=False, drop_path_rate=config.drop_path_rate, **block_options)
         self.norm = nn.LayerNorm(config.trans_dim)
         self.apply(_reference_init)
-        nn.init.trunc_normal_(self.cls_token, std=0.02)
-        nn.init.trunc_normal_(self.cls_pos, std=0.02)
+        for name in ("cls", *self.global_tokens):
+            nn.init.trunc_normal_(getattr(self, f"{name}_token"), std=0.02)
+            nn.init.trunc_normal_(getattr(self, f"{name}_pos"), std=0.02)
         # The head keeps PyTorch's default init: the reference only re-initialises it when training from scratch.
         self.cls_head_finetune = HEADS[config.variant](self.num_features, config.num_classes,
                                                        config.head_hidden, config.head_dropout)
 
     # -- stages -------------------------------------------------------------------------------------------------
-    @property
-    def block_stack(self) -> BlockStack:
-        """The transformer blocks (where PEFT methods attach)."""
-        return self.blocks.blocks
-
-    @property
-    def num_prefix_tokens(self) -> int:
-        """cls token plus the prompt tokens PEFT hooks insert after it."""
-        return 1 + self.block_stack.num_added_tokens()
-
     @property
     def token_output_module(self) -> str:
         """Name of the module whose output is the group token (SSF on the tokenizer output attaches here)."""
@@ -120,45 +111,36 @@ class PointTransformer(nn.Module):
         return tokens, centres
 
     def forward_features(self, points: torch.Tensor) -> torch.Tensor:
-        """points (B, N, 3) -> normalised tokens (B, 1+P+G, C), cls token first."""
+        """points (B, N, 3) -> normalised tokens (B, 1+P+G, C): cls token first, then the P prompt tokens, then
+        (ReCon) the img and text tokens, then the group tokens."""
         tokens, centres = self.tokenize(points)
         batch = tokens.shape[0]
-        x = torch.cat([self.cls_token.expand(batch, -1, -1), tokens], dim=1)
-        pos = torch.cat([self.cls_pos.expand(batch, -1, -1), self.pos_embed(centres)], dim=1)
+        names = ("cls", *self.global_tokens)
+        x = torch.cat([*(getattr(self, f"{n}_token").expand(batch, -1, -1) for n in names), tokens], dim=1)
+        pos = torch.cat([*(getattr(self, f"{n}_pos").expand(batch, -1, -1) for n in names),
+                         self.pos_embed(centres)], dim=1)
         return self.norm(self.blocks(x, pos))
 
     def pool(self, tokens: torch.Tensor) -> torch.Tensor:
         """tokens (B, T, C) -> head input: concat(cls, max over point tokens) (B, 2C), or with prompt pooling
-        concat(cls, mean of prompt tokens, max over point tokens) (B, 3C)."""
+        concat(cls, mean of prompt tokens, max over point tokens) (B, 3C). ReCon: concat(cls, img, text, [mean of
+        prompts], max) (B, 4C or 5C)."""
+        if self.head_pooling is not None:
+            return self.head_pooling(tokens, self.num_prefix_tokens)
         prefix = self.num_prefix_tokens
+        if self.global_tokens:
+            added = prefix - self.num_global_tokens
+            return pool_global_tokens(tokens, [0, *range(1 + added, prefix)],
+                                      slice(1, 1 + added) if self.prompt_pooling else None, prefix)
         if self.prompt_pooling:
             return torch.cat([tokens[:, 0], tokens[:, 1:prefix].mean(dim=1), tokens[:, prefix:].max(dim=1).values],
                              dim=-1)
         return pool_cls_and_max(tokens, prefix)
 
-    def enable_prompt_pooling(self) -> None:
-        """Let the head read the prompt tokens (DAPT): its first Linear widens to 3C inputs, freshly initialised."""
-        if self.prompt_pooling:
-            return
-        self.prompt_pooling = True
-        first = self.cls_head_finetune[0]
-        self.cls_head_finetune[0] = nn.Linear(3 * self.embed_dim, first.out_features)
-
     def forward_head(self, tokens: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """tokens (B, T, C) -> logits (B, classes), or the pooled feature (B, 2C) with ``pre_logits``."""
         feat = self.pool(tokens)
         return feat if pre_logits else self.cls_head_finetune(feat)
-
-    def forward(self, points: torch.Tensor) -> torch.Tensor:
-        """points (B, N, 3) -> logits (B, classes)."""
-        return self.forward_head(self.forward_features(points))
-
-    def extra_repr(self) -> str:
-        return f"variant={self.config.variant!r}, num_classes={self.num_classes}"
-
-    def architecture(self) -> dict:
-        """The config as a plain dict (what a checkpoint or a PEFT save records)."""
-        return asdict(self.config)
 
 
 @register_model("point_mae")
@@ -176,3 +158,22 @@ def point_bert(**overrides) -> PointTransformer:
 
 point_mae.config_class = PointTransformerConfig
 point_bert.config_class = PointTransformerConfig
+
+
+@register_model("act")
+def act(**overrides) -> PointTransformer:
+    """ACT fine-tuning model: Point-MAE's classifier (22,093,327 parameters with 15 classes); loads ACT's
+    pre-training layout (``ACT_encoder.*``, dVAE teacher dropped)."""
+    return PointTransformer(PointTransformerConfig(variant="act", **overrides))
+
+
+@register_model("recon")
+def recon(**overrides) -> PointTransformer:
+    """ReCon fine-tuning model: cls/img/text global tokens with a cross-attention branch per block, drop path 0.2
+    (the official recipes'), 43,571,215 parameters with 15 classes."""
+    overrides.setdefault("drop_path_rate", 0.2)
+    return PointTransformer(PointTransformerConfig(variant="recon", **overrides))
+
+
+act.config_class = PointTransformerConfig
+recon.config_class = PointTransformerConfig

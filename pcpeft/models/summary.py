@@ -1,4 +1,5 @@
-"""A printable summary of a model: parameters per top-level module and one timed forward pass."""
+"""A printable summary of a model: parameters per top-level module and one timed forward pass; and a table of
+every point backbone with its parameters and GFLOPs per cloud."""
 from __future__ import annotations
 
 import time
@@ -37,4 +38,31 @@ def summarize(model: nn.Module, points: torch.Tensor) -> str:
         elapsed = time.perf_counter() - start
     lines += ["", f"forward of input {tuple(points.shape)} -> output {tuple(out.shape)} in {elapsed * 1000:.0f} ms "
                   f"on {points.device}"]
+    return "\n".join(lines)
+
+
+def gflops_per_cloud(model: nn.Module, points: torch.Tensor) -> float:
+    """Multiply-adds (in 1e9, the convention of the papers' "GFLOPs") of one eval forward of one cloud (1, N, 3),
+    counted by ``torch.utils.flop_counter`` over matmuls, convolutions and attention (FPS and kNN not included)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(points[:1])
+    return counter.get_total_flops() / 2e9
+
+
+def backbone_table(names: list[str], num_classes: int = 15, num_group: int = 128, group_size: int = 32,
+                   npoints: int = 2048) -> str:
+    """Markdown: parameters and GFLOPs per cloud of each named point backbone at the given shapes."""
+    from .registry import create_model
+
+    lines = [f"{num_classes} classes, {npoints} points, {num_group} groups of {group_size}", "",
+             "| model | parameters | GFLOPs / cloud |", "| --- | ---: | ---: |"]
+    cloud = torch.randn(1, npoints, 3, generator=torch.Generator().manual_seed(0))
+    for name in names:
+        model = create_model(name, num_classes=num_classes, num_group=num_group, group_size=group_size)
+        params = sum(p.numel() for p in model.parameters())
+        lines.append(f"| {name} | {params:,} | {gflops_per_cloud(model, cloud):.2f} |")
+        del model
     return "\n".join(lines)

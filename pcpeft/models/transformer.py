@@ -1,17 +1,28 @@
-"""The one pre-norm transformer block shared by Point-MAE, Point-BERT and the ViT, and the block stack.
+"""The one transformer block family shared by every backbone (Point-MAE, Point-BERT, ACT, ReCon, PointGPT, ViT),
+and the block stack.
 
-Nothing here is point-specific. Sub-layer names follow timm / the reference repos (``norm1``, ``attn.qkv``,
-``attn.proj``, ``norm2``, ``mlp.fc1``, ``mlp.fc2``) so state dicts load unchanged and PEFT methods can wrap or
-replace those named modules.
+Nothing here is point-specific. The backbones differ only in options of :class:`Block`:
+
+* ``qkv_bias``: PointGPT's ``nn.MultiheadAttention`` is a fused projection *with* bias (``in_proj_weight`` /
+  ``in_proj_bias`` / ``out_proj`` map onto ``attn.qkv`` / ``attn.proj`` at load time: same [q | k | v] layout);
+* ``causal``: PointGPT masks attention causally, also at fine-tune time;
+* ``residual``: where the residual of each sub-layer starts (``"input"``: pre-norm, Point-MAE; ``"normed_attn"``:
+  the attention residual starts from the normalised input, PointGPT; ``"normed"``: both do, ReCon);
+* ``drop_path``: stochastic depth, or none (0);
+* ``num_global_tokens``: ReCon's global tokens (cls, img, text), which leave the self-attention and instead
+  cross-attend the patch tokens in a second, ``*_contrast`` branch of the block.
+
+Sub-layer names follow timm / the reference repos (``norm1``, ``attn.qkv``, ``attn.proj``, ``norm2``, ``mlp.fc1``,
+``mlp.fc2``) so state dicts load unchanged and PEFT methods can wrap or replace those named modules.
 
 The stack exposes one extension point for methods that change the token *sequence* (prompts): objects registered
 with :meth:`BlockStack.add_sequence_hook` are called before and after every block and may insert or replace
-tokens right after the cls token. They declare how many tokens they add, so the head knows where the point/patch
-tokens start without any state from the forward pass.
+tokens right after position 0 (the cls token; PointGPT's sos). They declare how many tokens they add, so the head
+knows where the point/patch tokens start without any state from the forward pass.
 """
 from __future__ import annotations
 
-from typing import Protocol, Sequence
+from typing import Literal, Protocol, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -58,10 +69,11 @@ class Attention(nn.Module):
     """
 
     def __init__(self, dim: int, num_heads: int, qkv_bias: bool = False, attn_drop: float = 0.0,
-                 proj_drop: float = 0.0) -> None:
+                 proj_drop: float = 0.0, causal: bool = False) -> None:
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"attention dim {dim} is not divisible by num_heads {num_heads}")
+        self.causal = causal
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
@@ -73,36 +85,104 @@ class Attention(nn.Module):
         batch, tokens, dim = x.shape
         qkv = self.qkv(x).reshape(batch, tokens, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)  # each (B, H, T, hd)
-        out = F.scaled_dot_product_attention(q, k, v, dropout_p=self.attn_drop if self.training else 0.0)
+        out = F.scaled_dot_product_attention(q, k, v, dropout_p=self.attn_drop if self.training else 0.0,
+                                             is_causal=self.causal)
         out = out.transpose(1, 2).reshape(batch, tokens, dim)
         return self.proj_drop(self.proj(out))
 
 
+class CrossAttention(nn.Module):
+    """Queries (B, S, D) attend keys/values made from context (B, T, D) -> (B, S, D) (ReCon's ``attn_contrast``).
+
+    ``q`` = Linear(D, D), ``kv`` = Linear(D, 2D) laid out [k | v] with heads contiguous, ``proj`` with bias.
+    """
+
+    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = False, proj_drop: float = 0.0) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"attention dim {dim} is not divisible by num_heads {num_heads}")
+        self.num_heads, self.head_dim = num_heads, dim // num_heads
+        self.q = nn.Linear(dim, dim, bias=qkv_bias)
+        self.kv = nn.Linear(dim, 2 * dim, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def forward(self, queries: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        batch, count, dim = queries.shape
+        q = self.q(queries).reshape(batch, count, self.num_heads, self.head_dim).transpose(1, 2)
+        kv = self.kv(context).reshape(batch, context.shape[1], 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        out = F.scaled_dot_product_attention(q, kv[0], kv[1])
+        return self.proj_drop(self.proj(out.transpose(1, 2).reshape(batch, count, dim)))
+
+
+Residual = Literal["input", "normed_attn", "normed"]
+
+
 class Block(nn.Module):
-    """Pre-norm block: ``x + drop_path(attn(norm1(x)))`` then ``x + drop_path(mlp(h) + sum(branch(h)))`` with
-    ``h = norm2(x)``. (B, T, D).
+    """Pre-norm block (Point-MAE default): ``x + drop_path(attn(norm1(x)))`` then
+    ``x + drop_path(mlp(h) + sum(branch(h)))`` with ``h = norm2(x)``. (B, T, D) -> (B, T, D).
 
     ``mlp_branches`` (empty for the plain backbones, so it adds no state-dict keys) holds modules that run in
     parallel to the MLP on the same normalised input: AdaptFormer adapters, SMoA, DAPT's dynamic adapter.
+
+    Options (see the module docstring): ``causal``; ``residual`` = ``"normed_attn"`` gives
+    ``y = norm1(x); x = y + attn(y)`` (PointGPT), ``"normed"`` also ``h = norm2(x); x = h + mlp(h)`` (ReCon);
+    ``num_global_tokens`` = G > 0 adds ReCon's contrast branch (``norm1_contrast``, ``attn_contrast``,
+    ``norm2_contrast``, ``mlp_contrast``): the global tokens (position 0, and G-1 positions after the tokens a
+    sequence hook inserted after position 0) cross-attend the normalised other tokens, which self-attend alone.
     """
 
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = False,
-                 drop: float = 0.0, attn_drop: float = 0.0, drop_path: float = 0.0, norm_eps: float = 1e-5) -> None:
+                 drop: float = 0.0, attn_drop: float = 0.0, drop_path: float = 0.0, norm_eps: float = 1e-5, *,
+                 causal: bool = False, residual: Residual = "input", num_global_tokens: int = 0) -> None:
         super().__init__()
+        if residual not in ("input", "normed_attn", "normed"):
+            raise ValueError(f"residual must be 'input', 'normed_attn' or 'normed', got {residual!r}")
+        if num_global_tokens and causal:
+            raise ValueError("global (contrast) tokens and a causal mask are not combined by any backbone")
+        self.residual = residual
+        self.num_global_tokens = num_global_tokens
         self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
-        self.attn = Attention(dim, num_heads, qkv_bias=qkv_bias, attn_drop=attn_drop, proj_drop=drop)
+        self.attn = Attention(dim, num_heads, qkv_bias=qkv_bias, attn_drop=attn_drop, proj_drop=drop, causal=causal)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
         self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), drop=drop)
         self.mlp_branches = nn.ModuleList()
+        if num_global_tokens:
+            self.norm1_contrast = nn.LayerNorm(dim, eps=norm_eps)
+            self.norm2_contrast = nn.LayerNorm(dim, eps=norm_eps)
+            self.mlp_contrast = Mlp(dim, int(dim * mlp_ratio), drop=drop)
+            self.attn_contrast = CrossAttention(dim, num_heads, qkv_bias=qkv_bias, proj_drop=drop)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.drop_path(self.attn(self.norm1(x)))
+    def _self_branch(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """The block on tokens that self-attend: x (B, T, D) and h = norm1(x) -> (B, T, D)."""
+        x = (x if self.residual == "input" else h) + self.drop_path(self.attn(h))
         h = self.norm2(x)
         out = self.mlp(h)
         for branch in self.mlp_branches:
             out = out + branch(h)
-        return x + self.drop_path(out)
+        return (h if self.residual == "normed" else x) + self.drop_path(out)
+
+    def _global_branch(self, g: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """Global tokens g (B, G, D) cross-attend the normalised context (B, T, D); residuals as ``residual``."""
+        h = self.norm1_contrast(g)
+        g = (g if self.residual == "input" else h) + self.drop_path(self.attn_contrast(h, context))
+        h = self.norm2_contrast(g)
+        return (h if self.residual == "normed" else g) + self.drop_path(self.mlp_contrast(h))
+
+    def forward(self, x: torch.Tensor, inserted: int = 0) -> torch.Tensor:
+        """x (B, T, D) -> (B, T, D); ``inserted``: tokens a sequence hook placed after position 0 (they belong to
+        the self-attending tokens)."""
+        if not self.num_global_tokens:
+            return self._self_branch(x, self.norm1(x))
+        rest = 1 + inserted
+        end = rest + self.num_global_tokens - 1
+        g = torch.cat([x[:, :1], x[:, rest:end]], dim=1)
+        p = torch.cat([x[:, 1:rest], x[:, end:]], dim=1)
+        h = self.norm1(p)
+        g = self._global_branch(g, h)
+        p = self._self_branch(p, h)
+        return torch.cat([g[:, :1], p[:, :inserted], g[:, 1:], p[:, inserted:]], dim=1)
 
 
 class SequenceHook(Protocol):
@@ -132,9 +212,11 @@ class BlockStack(nn.ModuleList):
 
     def __init__(self, dim: int, depth: int, num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = False,
                  drop: float = 0.0, attn_drop: float = 0.0, drop_path_rate: float = 0.0,
-                 norm_eps: float = 1e-5) -> None:
-        rates = torch.linspace(0, drop_path_rate, depth).tolist()
-        super().__init__(Block(dim, num_heads, mlp_ratio, qkv_bias, drop, attn_drop, rate, norm_eps) for rate in rates)
+                 norm_eps: float = 1e-5, **block_options) -> None:
+        """``block_options``: the keyword-only options of :class:`Block` (causal, residual, num_global_tokens)."""
+        rates = torch.linspace(0, drop_path_rate, depth, device="cpu").tolist()
+        super().__init__(Block(dim, num_heads, mlp_ratio, qkv_bias, drop, attn_drop, rate, norm_eps, **block_options)
+                         for rate in rates)
         self._sequence_hooks: list[SequenceHook] = []
 
     @property
@@ -153,11 +235,15 @@ class BlockStack(nn.ModuleList):
         return sum(h.num_added_tokens(len(self)) for h in self._sequence_hooks)
 
     def forward(self, x: torch.Tensor, pos: torch.Tensor | None = None) -> torch.Tensor:
-        """x (B, T, D), pos (B, T, D) or None -> (B, T + added, D)."""
+        """x (B, T, D), pos (B, T, D) or None -> (B, T + added, D).
+
+        Each block is told how many tokens the hooks have inserted so far (they sit after position 0).
+        """
+        length = x.shape[1]
         for index, block in enumerate(self):
             for hook in self._sequence_hooks:
                 x, pos = hook.before_block(index, x, pos)
-            x = block(x if pos is None else x + pos)
+            x = block(x if pos is None else x + pos, x.shape[1] - length)
             for hook in self._sequence_hooks:
                 x, pos = hook.after_block(index, x, pos)
         return x

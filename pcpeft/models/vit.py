@@ -83,6 +83,7 @@ class VisionTransformer(nn.Module):
         self.classifier_name = "head"
         self.token_output_module = "patch_embed"
         self.prompt_pooling = False
+        self.head_pooling: nn.Module | None = None  # set by a PEFT method (set_head_pooling)
         self.patch_embed = PatchEmbed(config.img_size, config.patch_size, config.in_chans, config.embed_dim)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, config.embed_dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, 1 + self.patch_embed.num_patches, config.embed_dim))
@@ -120,9 +121,18 @@ class VisionTransformer(nn.Module):
 
     def pool(self, tokens: torch.Tensor) -> torch.Tensor:
         """cls token (B, D); with prompt pooling concat(cls, mean of prompt tokens) (B, 2D)."""
+        if self.head_pooling is not None:
+            return self.head_pooling(tokens, self.num_prefix_tokens)
         if self.prompt_pooling:
             return torch.cat([tokens[:, 0], tokens[:, 1:self.num_prefix_tokens].mean(dim=1)], dim=-1)
         return tokens[:, 0]
+
+    def set_head_pooling(self, pooling: nn.Module, width: int) -> None:
+        """Let a PEFT method choose the head input: ``pooling(tokens (B, T, C), num_prefix_tokens) -> (B, width)``;
+        the head's first Linear is re-created (fresh init) when its input width changes."""
+        self.head_pooling = pooling
+        if self.head.in_features != width:
+            self.head = nn.Linear(width, self.num_classes)
 
     def enable_prompt_pooling(self) -> None:
         """Let the head read the prompt tokens (DAPT): the head widens to 2D inputs, freshly initialised."""

@@ -14,6 +14,8 @@ from .adapter import AdapterConfig
 from .base import PeftConfig, PeftError, PeftModel, config_from_dict, list_methods, register_method
 from .dapt import DAPTConfig
 from .lora import LoRAConfig
+from .pointgst import PointGSTConfig
+from .ppt import PPTConfig
 from .presets import PRESETS
 from .prompt_generator import PromptGeneratorConfig
 from .prompts import IDPTConfig, VPTConfig
@@ -54,7 +56,8 @@ def available_methods() -> list[str]:
 
 __all__ = [
     "AdapterConfig", "BitFitConfig", "DAPTConfig", "FullConfig", "IDPTConfig", "LinearProbeConfig", "LoRAConfig",
-    "PeftConfig", "PeftError", "PeftModel", "PromptGeneratorConfig", "SMoAConfig", "SSFConfig", "UnfreezeConfig",
+    "PeftConfig", "PeftError", "PeftModel", "PointGSTConfig", "PPTConfig", "PromptGeneratorConfig", "SMoAConfig",
+    "SSFConfig", "UnfreezeConfig",
     "VPTConfig", "PRESETS", "available_methods", "config_from_dict", "get_peft_model", "list_methods",
     "register_method", "resolve_configs",
 ]

@@ -26,6 +26,8 @@ from ..models.checkpoints import CheckpointError
 _METHODS: dict[str, type["PeftConfig"]] = {}
 
 CONFIG_FILE = "adapter_config.json"
+#: attribute a method sets (True) on an added parameter that it registers but never trains (IDPT's prompt_pos)
+NEVER_TRAINED = "pcpeft_never_trained"
 WEIGHTS_FILE = "adapter_model.safetensors"
 
 
@@ -145,17 +147,25 @@ class PeftModel(nn.Module):
         classifier = getattr(base, "classifier_name", None)
         if any(c.train_head for c in configs) and classifier:
             patterns.append(f"{classifier}.*")
+            patterns += getattr(base, "head_extra_patterns", ())  # e.g. PointGPT's cls_norm before the head
         if any(c.train_cls_token for c in configs) and hasattr(base, "cls_token"):
             # cls_pos too: pre-training files (Point-MAE) do not hold it, so a frozen one would stay a random init
             # that no adapter file could be restored onto
             patterns += ["cls_token", "cls_pos"]
         for name, param in self.named_parameters():
             inner = name[len("base_model."):]
-            param.requires_grad_(id(param) in self._added or any(fnmatch.fnmatchcase(inner, p) for p in patterns))
+            added = id(param) in self._added and not getattr(param, NEVER_TRAINED, False)
+            param.requires_grad_(added or any(fnmatch.fnmatchcase(inner, p) for p in patterns))
+
+    @property
+    def updates_frozen_bn_statistics(self) -> bool:
+        """A method asks (``update_frozen_bn_stats``, as the official DAPT/IDPT/PPT/PointGST code does) that frozen
+        BatchNorms keep updating their running statistics in train mode; they are then saved with the adapter."""
+        return any(getattr(c, "update_frozen_bn_stats", False) for c in self.peft_configs)
 
     def train(self, mode: bool = True) -> "PeftModel":
         super().train(mode)
-        if mode:
+        if mode and not self.updates_frozen_bn_statistics:
             for module in self.modules():
                 if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.weight is not None \
                         and not module.weight.requires_grad:
@@ -185,8 +195,12 @@ class PeftModel(nn.Module):
         return self.base_model.forward_head(*args, **kwargs)
 
     def aux_loss(self) -> torch.Tensor:
-        """Weighted auxiliary losses of the last forward (SMoA load balancing); 0 when no method has one."""
+        """Weighted auxiliary losses of the last forward: the methods' (SMoA load balancing) plus the backbone's
+        own (PointGPT's generator loss x ``aux_loss_weight`` 3, in training forwards); 0 when there is none."""
         losses = [m.aux_loss() for m in self.peft_modules.values() if hasattr(m, "aux_loss")]
+        backbone_loss = getattr(self.base_model, "auxiliary_loss", None)
+        if backbone_loss is not None:
+            losses.append(self.base_model.aux_loss_weight * backbone_loss())
         losses = [l for l in losses if l is not None]
         if not losses:
             return torch.zeros((), device=next(self.parameters()).device)
@@ -229,8 +243,10 @@ class PeftModel(nn.Module):
         """Backbone tensors the methods do not train: frozen parameters and buffers of modules with no trainable
         parameter (e.g. the frozen tokenizer's BatchNorm statistics)."""
         frozen: dict[str, torch.Tensor] = {}
+        moving_bn = self.updates_frozen_bn_statistics
         for owner_name, module in self.named_modules():
             trains = any(p.requires_grad for p in module.parameters(recurse=False))
+            trains = trains or (moving_bn and isinstance(module, nn.modules.batchnorm._BatchNorm))
             prefix = f"{owner_name}." if owner_name else ""
             for leaf, param in module.named_parameters(recurse=False):
                 if not param.requires_grad and id(param) not in self._added:
@@ -244,6 +260,19 @@ class PeftModel(nn.Module):
         """Everything ``save_pretrained`` writes: trained parameters, added layers and trained modules' buffers."""
         frozen = self._frozen_state()
         return {k: v.detach().clone().contiguous() for k, v in self.state_dict().items() if k not in frozen}
+
+    def official_state_dict(self) -> dict[str, torch.Tensor]:
+        """The whole model under the official code's key names (see :mod:`pcpeft.peft.official`)."""
+        from .official import official_state_dict
+
+        return official_state_dict(self)
+
+    def map_official_state(self, state: dict[str, torch.Tensor]):
+        """(layout, our-keyed state, dropped keys by reason) for a method's own official fine-tuned file, or None
+        when ``state`` is not in the official layout of any of this model's methods."""
+        from .official import map_official_state
+
+        return map_official_state(self, state)
 
     def backbone_fingerprint(self) -> str:
         return tensor_fingerprint(self._frozen_state())

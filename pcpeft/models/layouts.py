@@ -1,0 +1,145 @@
+"""Official checkpoint layouts of the newer backbones (ACT, ReCon, PointGPT) mapped onto our keys.
+
+Each backbone's ``convert_checkpoint_state(state)`` calls :func:`convert` with its family; it returns
+``(layout, mapped state, dropped file keys by reason)`` for :func:`pcpeft.models.checkpoints.load_state_into`.
+Keys arrive with ``module.`` / ``base_model.`` already stripped.
+
+============================  ==========================  ===================================================
+layout                        recognised by               dropped on purpose / left as built
+============================  ==========================  ===================================================
+act_pretrain                  ``ACT_encoder.*``           file: dVAE teacher ``dvae_tokenizer.*``, decoder,
+                                                          ``mask_token``, ``proj_head``, the encoder's
+                                                          pre-training heads ``lm_head`` / ``cls_head``;
+                                                          model: ``cls_head_finetune.*``
+recon_pretrain                ``MAE_encoder.*`` (ReCon)   file: decoder, ``mask_token``, ``increase_dim``,
+                                                          ``img_proj`` / ``text_proj`` (and the image/text
+                                                          teachers if a file holds them); model: the head
+pointgpt_pretrain             ``GPT_Transformer.*``       model: ``cls_token``, ``cls_pos``, ``cls_norm``, head
+pointgpt_finetuned            ``blocks.layers.*``         nothing (the official fine-tune ``PointTransformer``)
+pointgpt_post_pretrain        as above, with a head of    file: the post-pre-training head
+                              another class count         (``blocks.cls_head_finetune.*``); model: the head
+============================  ==========================  ===================================================
+
+PointGPT key map (official -> ours): ``blocks.layers.i.{ln_1, ln_2, attn.in_proj_weight, attn.in_proj_bias,
+attn.out_proj, mlp.0, mlp.2}`` -> ``blocks.blocks.i.{norm1, norm2, attn.qkv.weight, attn.qkv.bias, attn.proj,
+mlp.fc1, mlp.fc2}``; ``blocks.sos`` -> ``sos``; ``blocks.ln_f`` -> ``norm``; ``blocks.cls_norm`` -> ``cls_norm``;
+``blocks.cls_head_finetune`` -> ``cls_head_finetune``; ``blocks.increase_dim`` -> ``increase_dim``; the unused
+top-level ``norm`` -> ``spare_norm``; ``generator_blocks.{sos, layers.i, ln_f, increase_dim}`` ->
+``generator.{sos, blocks.i, norm, increase_dim}``.
+"""
+from __future__ import annotations
+
+import re
+
+import torch
+
+from .checkpoints import map_reference_keys, register_absent_by_design
+
+Converted = tuple[str, dict[str, torch.Tensor], dict[str, list[str]]]
+
+_HEAD_REASON = "classification head, trained from scratch when fine-tuning"
+register_absent_by_design("act_pretrain", {"cls_head_finetune.": _HEAD_REASON})
+register_absent_by_design("recon_pretrain", {"cls_head_finetune.": _HEAD_REASON})
+register_absent_by_design("pointgpt_pretrain", {
+    "cls_token": "created at fine-tuning (PointGPT pre-training has no cls token)",
+    "cls_pos": "created at fine-tuning (PointGPT pre-training has no cls token)",
+    "cls_norm.": "fine-tuning head norm, absent from pre-training",
+    "cls_head_finetune.": _HEAD_REASON,
+})
+register_absent_by_design("pointgpt_post_pretrain", {"cls_head_finetune.": "classification head, replaced when "
+                                                                           "fine-tuning from post-pre-training"})
+
+
+def _split_prefix(state: dict[str, torch.Tensor], prefix: str, drop_inner: tuple[str, ...] = ()
+                  ) -> tuple[dict[str, torch.Tensor], list[str], list[str]]:
+    """Keys under ``prefix`` (stripped) -> mapped, except inner names starting with ``drop_inner``.
+    Returns (mapped, dropped inner keys, keys outside the prefix)."""
+    mapped, dropped, outside = {}, [], []
+    for key, value in state.items():
+        if not key.startswith(prefix):
+            outside.append(key)
+        elif key[len(prefix):].startswith(drop_inner):
+            dropped.append(key)
+        else:
+            mapped[key[len(prefix):]] = value
+    return mapped, dropped, outside
+
+
+def _act(state: dict[str, torch.Tensor]) -> Converted:
+    if not any(k.startswith("ACT_encoder.") for k in state):
+        return map_reference_keys(state)
+    mapped, heads, outside = _split_prefix(state, "ACT_encoder.", ("lm_head.", "cls_head."))
+    teacher = [k for k in outside if k.startswith("dvae_tokenizer.")]
+    decoder = [k for k in outside if not k.startswith("dvae_tokenizer.")]
+    return "act_pretrain", mapped, {
+        "frozen dVAE teacher of ACT pre-training": teacher,
+        "pre-training decoder, mask token and projection, unused when fine-tuning": decoder,
+        "pre-training heads of the encoder (lm_head, cls_head)": heads,
+    }
+
+
+def _recon(state: dict[str, torch.Tensor]) -> Converted:
+    if not any(k.startswith("MAE_encoder.") for k in state):
+        return map_reference_keys(state)
+    mapped, _, outside = _split_prefix(state, "MAE_encoder.")
+    teachers = [k for k in outside if k.startswith(("img_encoder.", "text_encoder."))]
+    decoder = [k for k in outside if k not in teachers]
+    return "recon_pretrain", mapped, {
+        "image / text teachers of ReCon pre-training": teachers,
+        "pre-training decoder, mask token and cross-modal projections, unused when fine-tuning": decoder,
+    }
+
+
+_GPT_BLOCK = [("ln_1.", "norm1."), ("ln_2.", "norm2."), ("attn.in_proj_weight", "attn.qkv.weight"),
+              ("attn.in_proj_bias", "attn.qkv.bias"), ("attn.out_proj.", "attn.proj."), ("mlp.0.", "mlp.fc1."),
+              ("mlp.2.", "mlp.fc2.")]
+_GPT_TOP = [("blocks.sos", "sos"), ("blocks.ln_f.", "norm."), ("blocks.cls_norm.", "cls_norm."),
+            ("blocks.cls_head_finetune.", "cls_head_finetune."), ("blocks.increase_dim.", "increase_dim."),
+            ("norm.", "spare_norm."), ("generator_blocks.sos", "generator.sos"),
+            ("generator_blocks.ln_f.", "generator.norm."),
+            ("generator_blocks.increase_dim.", "generator.increase_dim.")]
+_GPT_LAYER = re.compile(r"^(blocks|generator_blocks)\.layers\.(\d+)\.(.+)$")
+
+
+def pointgpt_key(key: str) -> str:
+    """One official PointGPT key -> ours (unknown keys pass through unchanged)."""
+    layer = _GPT_LAYER.match(key)
+    if layer:
+        stack, index, inner = layer.groups()
+        for old, new in _GPT_BLOCK:
+            if inner.startswith(old):
+                inner = new + inner[len(old):]
+                break
+        return f"{'blocks' if stack == 'blocks' else 'generator'}.blocks.{index}.{inner}"
+    for old, new in _GPT_TOP:
+        if key == old or (old.endswith(".") and key.startswith(old)):
+            return new + key[len(old):]
+    return key
+
+
+def _pointgpt(state: dict[str, torch.Tensor], num_classes: int) -> Converted:
+    if any(k.startswith("GPT_Transformer.") for k in state):
+        mapped, _, outside = _split_prefix(state, "GPT_Transformer.")
+        mapped.update({k: state[k] for k in outside})  # the official loader keeps unprefixed keys as they are
+        return "pointgpt_pretrain", {pointgpt_key(k): v for k, v in mapped.items()}, {}
+    if not any(k.startswith("blocks.layers.") for k in state):
+        return "finetuned", dict(state), {}
+    head = sorted(k for k in state if k.startswith("blocks.cls_head_finetune."))
+    last_bias = max((k for k in head if k.endswith(".bias")), key=lambda k: int(k.split(".")[2]), default=None)
+    if last_bias is not None and state[last_bias].shape[0] != num_classes:
+        kept = {pointgpt_key(k): v for k, v in state.items() if k not in head}
+        return "pointgpt_post_pretrain", kept, {
+            f"post-pre-training head ({state[last_bias].shape[0]} classes), dropped as the official loader does":
+                head}
+    return "pointgpt_finetuned", {pointgpt_key(k): v for k, v in state.items()}, {}
+
+
+def convert(family: str, state: dict[str, torch.Tensor], num_classes: int) -> Converted:
+    """Map ``state`` for a backbone of ``family`` ("point_mae", "point_bert", "act", "recon", "pointgpt")."""
+    if family == "act":
+        return _act(state)
+    if family == "recon":
+        return _recon(state)
+    if family == "pointgpt":
+        return _pointgpt(state, num_classes)
+    return map_reference_keys(state)
