@@ -61,7 +61,7 @@ def main() -> None:
     last, best = results["last"] or {}, results["best"] or {}
     fmt = lambda value: "n/a" if value is None else f"{value:.2f}%"  # noqa: E731
     print(f"last epoch: {fmt(last.get('overall_acc'))} | best epoch {best.get('epoch')}: "
-          f"{fmt(best.get('overall_acc'))} (selected on the test split)")
+          f"{fmt(best.get('overall_acc'))} test (epoch selected on the {results.get('best_chosen_on', 'test')} split)")
 
 
 if __name__ == "__main__":

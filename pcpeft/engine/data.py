@@ -7,8 +7,9 @@ import torch
 from torch.utils.data import Dataset
 
 from ..datasets import (Compose, FPSResample, ModelNet40, ModelNetFewShot, RandomSubsetOfFPS, RotateAboutUpAxis,
-                        ScaleAndTranslate, ScanObjectNN, write_demo_dataset)
+                        ScaleAndTranslate, ScanObjectNN)
 from ..datasets.demo_shapes import CLASSES as DEMO_CLASSES
+from ..datasets.demo_shapes import ensure_demo_dataset
 from .config import ConfigError
 
 DATASETS = ("ScanObjectNN", "ModelNet40", "ModelNetFewShot", "SyntheticDemo", "Digits", "ImageFolder", "VTAB")
@@ -32,10 +33,7 @@ def build_dataset(spec: dict, subset: str, seed: int | None = None) -> Dataset:
                           num_category=spec.get("num_category", 40))
     if name == "ModelNetFewShot":
         return ModelNetFewShot(root, spec["way"], spec["shot"], spec["fold"], subset)
-    root = Path(root)
-    if not (root / "main_split" / "test_objectdataset.h5").is_file():
-        write_demo_dataset(root, spec.get("train_per_class", 80), spec.get("test_per_class", 25),
-                           spec.get("generator_seed", 0))
+    ensure_demo_dataset(root, spec.get("train_per_class"), spec.get("test_per_class"), spec.get("generator_seed"))
     return ScanObjectNN(root, "OBJ_BG", subset, num_classes=len(DEMO_CLASSES), seed=seed, class_names=DEMO_CLASSES)
 
 

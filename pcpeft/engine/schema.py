@@ -71,6 +71,8 @@ class PointDataset(Section):
     name: str
     root: Optional[str] = None
     npoints: int = Field(1024, ge=1)
+    val_fraction: float = Field(0.0, ge=0, lt=1, description="share of each training class held out for validation")
+    val_seed: int = Field(0, description="which samples the validation split holds")
 
 
 class ScanObjectNNSettings(PointDataset):
@@ -92,9 +94,9 @@ class ModelNetFewShotSettings(PointDataset):
 
 class SyntheticDemoSettings(PointDataset):
     split: Literal["OBJ_BG"] = Field("OBJ_BG", description="the demo set is written in the OBJ_BG layout only")
-    train_per_class: int = Field(80, ge=1)
-    test_per_class: int = Field(25, ge=1)
-    generator_seed: int = 0
+    train_per_class: Optional[int] = Field(None, ge=1, description="default: as generated (80 for a new set)")
+    test_per_class: Optional[int] = Field(None, ge=1, description="default: as generated (25 for a new set)")
+    generator_seed: Optional[int] = Field(None, description="default: as generated (0 for a new set)")
 
 
 class ImageDataset(Section):
@@ -161,6 +163,11 @@ class Settings:
         if "num_classes" not in self.model:
             raise ConfigError("model.num_classes is not set")
         return self.model["num_classes"]
+
+    @property
+    def val_fraction(self) -> float:
+        """Share of each training class held out for validation (0: none; image data sets have none)."""
+        return getattr(self.dataset, "val_fraction", 0.0)
 
     @property
     def eval_batch_size(self) -> int:

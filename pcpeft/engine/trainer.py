@@ -40,11 +40,15 @@ from .model_setup import build_model, load_for_test
 from .optim import CosineWarmupSchedule, build_optimizer
 from .run_folder import RunFolder, experiment_dir
 from .schema import Settings, as_settings, validate_recipe
+from .validation_split import split_train_val
 
 LOG = logging.getLogger("pcpeft")
 
 BEST_NOTE = ("'best' is the epoch with the highest test accuracy, i.e. selected on the test split as the reference "
              "repos do; it is optimistic. 'last' is the final epoch's accuracy.")
+BEST_NOTE_VAL = ("'best' is the epoch with the highest accuracy on the validation split carved from the training data "
+                 "(dataset.val_fraction); its test accuracy is reported, and the test split chose nothing. 'last' is the "
+                 "final epoch's accuracy.")
 
 
 @dataclass
@@ -227,6 +231,7 @@ def _train(settings: Settings, config: dict, options: RunOptions, exp_dir: Path,
     LOG.info(f"method {methods}: trainable {trainable:,} / {total:,} ({100 * trainable / total:.3f}%)")
 
     train_set = build_dataset(settings.dataset_spec, "train", seed=options.seed)
+    train_set, val_set = split_train_val(train_set, settings.val_fraction, getattr(settings.dataset, "val_seed", 0))
     test_set = build_dataset(settings.dataset_spec, "test")
     tcfg = settings.train
     per_rank_batch = max(1, tcfg.batch_size // world)
@@ -311,7 +316,13 @@ def _train(settings: Settings, config: dict, options: RunOptions, exp_dir: Path,
                                      world)
             metrics = compute_metrics(logits, labels, settings.num_classes)
             record.update(test_acc=metrics["overall_acc"], test_mean_class_acc=metrics["mean_class_acc"])
-            if not history.best or metrics["overall_acc"] > history.best["overall_acc"]:
+            if val_set is not None:
+                val_logits, val_labels = predict(model, val_set, eval_transform, device, per_rank_batch,
+                                                 tcfg.num_workers, rank, world)
+                metrics["val_acc"] = compute_metrics(val_logits, val_labels, settings.num_classes)["overall_acc"]
+                record["val_acc"] = metrics["val_acc"]
+            chooser = "val_acc" if val_set is not None else "overall_acc"
+            if not history.best or metrics[chooser] > history.best[chooser]:
                 history.best = {"epoch": epoch, **metrics}
                 if main:
                     _save_best(model, exp_dir)
@@ -358,7 +369,9 @@ def _results(settings: Settings, options, model, history, step_times, finished, 
         "seed": options.seed, "methods": [c.method for c in model.peft_configs], "pretrained": options.ckpts,
         "trainable_parameters": trainable, "total_parameters": total, "trainable_percent": 100 * trainable / total,
         "epochs_run": len(history.epochs), "finished": finished,
-        "last": history.last or None, "best": history.best or None, "note": BEST_NOTE,
+        "last": history.last or None, "best": history.best or None,
+        "best_chosen_on": "validation" if settings.val_fraction > 0 else "test",
+        "note": BEST_NOTE_VAL if settings.val_fraction > 0 else BEST_NOTE,
         "median_step_seconds": statistics.median(step_times) if step_times else None,
         "history": history.epochs,
     }
