@@ -286,8 +286,32 @@ def test_demo_runs_end_to_end_in_tiny_size(tmp_path):
     from pcpeft.engine.demo import run_demo
 
     summary = run_demo(tmp_path / "demo", size="tiny", progress=False)
-    methods = [r["method"] for r in summary["rows"]]
-    assert methods == ["full (random init)", "linear (random init)", "linear", "full", "ssf", "adapter_x"]
-    assert "Pre-training" in summary["table"] and "from a random initialisation" in summary["table"]
-    assert "SYNTHETIC" in summary["table"] and (tmp_path / "demo/demo_results.md").is_file()
-    assert all(0 <= r["last_acc"] <= 100 for r in summary["rows"])
+    methods = [(r["method"], r["init"]) for r in summary["rows"]]
+    assert methods == [("full (random init)", "scratch"), ("full", "pretrained"), ("linear", "pretrained"),
+                       ("ssf", "pretrained"), ("adapter_x", "pretrained")]
+    saved = json.loads((tmp_path / "demo/results.json").read_text())
+    assert set(saved) >= {"rows", "merged_ssf_test_acc", "backbone_sha256", "seconds"}
+    for row in saved["rows"]:
+        assert set(row) >= {"method", "init", "trainable_pct", "val_acc", "test_acc", "test_acc_last"}
+        assert all(0 <= row[k] <= 100 for k in ("val_acc", "test_acc", "test_acc_last"))
+    ssf = next(r for r in saved["rows"] if r["method"] == "ssf")
+    assert saved["merged_ssf_test_acc"] == pytest.approx(ssf["test_acc"])
+    assert "SYNTHETIC" in summary["table"] and "epoch chosen on val" in summary["table"]
+    assert (tmp_path / "demo/routing.png").stat().st_size > 1000
+
+
+def test_the_demo_refuses_a_changed_backbone_file(tmp_path):
+    import shutil
+
+    from pcpeft.engine.demo import BACKBONE, BACKBONE_RECORD, BackboneChecksumError, verified_backbone
+
+    assert verified_backbone()[1] == json.loads(BACKBONE_RECORD.read_text())["sha256"]
+    copy = tmp_path / BACKBONE.name
+    shutil.copy(BACKBONE, copy)
+    with open(copy, "r+b") as handle:  # flip one byte of the tensor data
+        handle.seek(-1, 2)
+        last = handle.read(1)
+        handle.seek(-1, 2)
+        handle.write(bytes([last[0] ^ 1]))
+    with pytest.raises(BackboneChecksumError, match="differs from the recorded"):
+        verified_backbone(copy, BACKBONE_RECORD)
