@@ -505,3 +505,15 @@ def test_test_tool_evaluates_an_adapter_trained_from_random_init(tmp_path, demo_
 def test_every_tool_help_shows_an_example(name):
     proc = tool(TOOLS / f"{name}.py", "--help")
     assert proc.returncode == 0 and f"tools/{name}.py" in proc.stdout and "--debug" in proc.stdout
+
+
+def test_visualize_tsne_refuses_a_checkpoint_that_does_not_fit(tmp_path, demo_root):
+    wide = pcpeft.create_model("point_mae", **{**{k: v for k, v in TINY_MODEL.items() if k != "name"},
+                                               "trans_dim": 32, "encoder_dims": 32})
+    torch.save({"base_model": wide.state_dict()}, tmp_path / "wide.pth")
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(yaml.safe_dump(tiny_config(demo_root)))
+    proc = tool(TOOLS / "visualize.py", "tsne", "--config", recipe, "--ckpts", tmp_path / "wide.pth", "--peft", "ssf",
+                "--out", tmp_path / "t.png")
+    assert_user_error(proc, "wide.pth does not fit the model")
+    assert not (tmp_path / "t.png").exists()
