@@ -20,7 +20,8 @@ import torch.nn.functional as F
 
 from .models.registry import create_model
 from .ops.fps import available_fps_backends, farthest_point_sample
-from .ops.knn import knn_indices
+from .engine.precision import select_precision
+from .ops.knn import available_knn_backends, knn_indices
 from .peft import get_peft_model
 
 SHAPES = {
@@ -67,7 +68,7 @@ def _peak_rss_mb() -> float:
 
 
 def bench_method(method: str, shape: str, batch: int, device: str, repeats: int, warmup: int,
-                 backbone: str = "point_mae") -> MethodRow:
+                 backbone: str = "point_mae", amp: bool = False) -> MethodRow:
     """One method's row; call in a fresh process on CPU so the peak-RSS reading is this method's alone."""
     dev = torch.device(device)
     torch.manual_seed(0)
@@ -79,8 +80,11 @@ def bench_method(method: str, shape: str, batch: int, device: str, repeats: int,
     labels = torch.randint(0, spec["num_classes"], (batch,), device=dev)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
 
+    precision = select_precision(dev, amp, amp)
+
     def step():
-        loss = F.cross_entropy(model(points), labels) + model.aux_loss()
+        with precision.autocast():
+            loss = F.cross_entropy(model(points).float(), labels) + model.aux_loss()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -95,7 +99,8 @@ def bench_method(method: str, shape: str, batch: int, device: str, repeats: int,
     peak = (torch.cuda.max_memory_allocated() - base) / 2 ** 20 if dev.type == "cuda" else _peak_rss_mb() - base
     model.eval()
     with torch.no_grad():
-        infer = median_ms(lambda: model(points), dev, repeats, warmup)
+        with precision.autocast():
+            infer = median_ms(lambda: model(points), dev, repeats, warmup)
         row = MethodRow(method, trainable, 100 * trainable / total, step_ms, peak, infer)
         if method in MERGEABLE:
             merged = model.merge_and_unload().eval()
@@ -112,11 +117,11 @@ def _child(queue, *args) -> None:
 
 
 def bench_methods(methods=DEFAULT_METHODS, shape: str = "scanobjectnn", batch: int = 32, device: str = "cpu",
-                  repeats: int = 5, warmup: int = 2, isolate: bool = True) -> list[dict]:
+                  repeats: int = 5, warmup: int = 2, isolate: bool = True, amp: bool = False) -> list[dict]:
     """Rows for every method (each in a fresh spawned process when ``isolate`` and on CPU)."""
     rows = []
     for method in methods:
-        args = (method, shape, batch, device, repeats, warmup)
+        args = (method, shape, batch, device, repeats, warmup, "point_mae", amp)
         if isolate and device == "cpu":
             ctx = mp.get_context("spawn")
             queue = ctx.Queue()
@@ -133,7 +138,7 @@ def bench_grouping(device: str = "cpu", repeats: int = 5, batch: int = 32) -> li
     """FPS per available backend and kNN at ScanObjectNN, ModelNet40 and 8192->1024 shapes."""
     dev = torch.device(device)
     cases = [("scanobjectnn 2048->128", batch, 2048, 128), ("modelnet40 1024->64", batch, 1024, 64),
-             ("modelnet40 train 8192->1200", batch, 8192, 1200), ("8192->1024", 8, 8192, 1024)]
+             ("modelnet40 train 8192->1200", batch, 8192, 1200), ("8192->1024", batch, 8192, 1024)]
     rows = []
     for name, b, n, g in cases:
         points = torch.randn(b, n, 3, device=dev)
@@ -141,7 +146,8 @@ def bench_grouping(device: str = "cpu", repeats: int = 5, batch: int = 32) -> li
         for backend in available_fps_backends(dev):
             row[f"fps_{backend}_ms"] = median_ms(lambda: farthest_point_sample(points, g, backend), dev, repeats, 1)
         centres = points[:, :g]
-        row["knn32_ms"] = median_ms(lambda: knn_indices(points, centres, 32), dev, repeats, 1)
+        for backend in available_knn_backends(dev):
+            row[f"knn32_{backend}_ms"] = median_ms(lambda: knn_indices(points, centres, 32, backend), dev, repeats, 1)
         rows.append(row)
     return rows
 
@@ -190,9 +196,121 @@ def target_checks(rows: list[dict], grouping: list[dict]) -> list[str]:
         ratio = by["ssf"]["merged_infer_ms"] / by["ssf"]["plain_infer_ms"]
         out.append(f"ssf merged inference / plain = {ratio:.3f} (target <= 1.03): "
                    f"{'met' if ratio <= 1.03 else 'MISSED'}")
-    scan = next((g for g in grouping if g["case"].startswith("scanobjectnn")), None)
-    if scan and "fps_fpsample_ms" in scan:
-        speedup = scan["fps_torch_ms"] / scan["fps_fpsample_ms"]
-        out.append(f"CPU FPS speed-up (fpsample) over the torch loop at ScanObjectNN shapes = {speedup:.1f}x (target >= 10x): "
-                   f"{'met' if speedup >= 10 else 'MISSED'}")
+    for g in grouping:
+        fast = {k: v for k, v in g.items() if k.startswith("fps_") and k != "fps_torch_ms"}
+        if g["case"].startswith(("scanobjectnn", "8192->1024")) and fast:
+            name = min(fast, key=fast.get)
+            speedup = g["fps_torch_ms"] / fast[name]
+            out.append(f"FPS speed-up ({name[4:-3]}) over the torch loop at {g['case']} x{g['batch']} = "
+                       f"{speedup:.1f}x (target >= 10x): {'met' if speedup >= 10 else 'MISSED'}")
+        if g["case"].startswith("modelnet40 train") and "knn32_numba_ms" in g:
+            speedup = g["knn32_torch_ms"] / g["knn32_numba_ms"]
+            out.append(f"kNN speed-up (numba) over torch at {g['case']} x{g['batch']} = {speedup:.1f}x "
+                       f"(target >= 5x): {'met' if speedup >= 5 else 'MISSED'}")
     return out
+
+
+# -- side by side with the reference forward -------------------------------------------------------------------
+#: case -> (model: "plain" | method name, "step" | "infer", "pcpeft" | "reference", autocast bf16)
+SIDE_CASES = {
+    "full step": ("full", "step", "pcpeft", False),
+    "reference full step": ("plain", "step", "reference", False),
+    "full step bf16": ("full", "step", "pcpeft", True),
+    "adapter_x step": ("adapter_x", "step", "pcpeft", False),
+    "dapt step": ("dapt", "step", "pcpeft", False),
+    "plain inference": ("plain", "infer", "pcpeft", False),
+    "reference inference": ("plain", "infer", "reference", False),
+    "adapter_x inference": ("adapter_x", "infer", "pcpeft", False),
+}
+#: (numerator case, denominator case, target ratio or None, label)
+SIDE_RATIOS = (
+    ("full step", "reference full step", 0.70, "full fine-tuning step / reference"),
+    ("full step bf16", "reference full step", 0.30, "full step in bf16 / reference fp32"),
+    ("adapter_x step", "full step", None, "adapter_x step / pcpeft full"),
+    ("dapt step", "full step", None, "dapt step / pcpeft full"),
+    ("plain inference", "reference inference", None, "plain inference / reference"),
+    ("adapter_x inference", "plain inference", 1.05, "adapter_x inference / pcpeft plain"),
+)
+
+
+def bench_side_case(case: str, shape: str, batch: int, repeats: int, warmup: int) -> dict:
+    """One side-by-side case on the same seeded inputs: median ms over ``repeats`` (all times kept)."""
+    from .bench_reference import reference_point_mae
+
+    method, kind, impl, bf16 = SIDE_CASES[case]
+    spec = SHAPES[shape]
+    torch.manual_seed(0)
+    model = create_model("point_mae", num_classes=spec["num_classes"], num_group=spec["num_group"],
+                         group_size=spec["group_size"])
+    if method != "plain":
+        model = get_peft_model(model, method)
+    gen = torch.Generator().manual_seed(1)
+    points = torch.randn(batch, spec["npoints"], 3, generator=gen)
+    labels = torch.randint(0, spec["num_classes"], (batch,), generator=gen)
+    forward = (lambda: reference_point_mae(model, points)) if impl == "reference" else (lambda: model(points))
+    if kind == "infer":
+        model.eval()
+        with torch.no_grad():
+            times = _times(forward, repeats, warmup)
+    else:
+        model.train()
+        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+
+        def step():
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                logits = forward()
+                aux = model.aux_loss() if hasattr(model, "aux_loss") else 0
+            loss = F.cross_entropy(logits.float(), labels) + aux
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+        times = _times(step, repeats, warmup)
+    return {"case": case, "median_ms": statistics.median(times), "times_ms": times}
+
+
+def _times(fn, repeats: int, warmup: int) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        out.append(1000 * (time.perf_counter() - start))
+    return out
+
+
+def _side_child(queue, *args) -> None:
+    queue.put(bench_side_case(*args))
+
+
+def bench_side_by_side(shape: str = "scanobjectnn", batch: int = 8, repeats: int = 5, warmup: int = 1,
+                       rounds: int = 2, cases=tuple(SIDE_CASES)) -> list[dict]:
+    """Every case in a fresh spawned process, ``rounds`` interleaved rounds (case order alternates); per case the
+    median of the round medians."""
+    ctx = mp.get_context("spawn")
+    runs: dict[str, list[dict]] = {c: [] for c in cases}
+    for rnd in range(rounds):
+        for case in (cases if rnd % 2 == 0 else tuple(reversed(cases))):
+            queue = ctx.Queue()
+            proc = ctx.Process(target=_side_child, args=(queue, case, shape, batch, repeats, warmup))
+            proc.start()
+            runs[case].append(queue.get())
+            proc.join()
+    return [{"case": c, "median_ms": statistics.median(r["median_ms"] for r in runs[c]),
+             "round_medians_ms": [r["median_ms"] for r in runs[c]]} for c in cases]
+
+
+def side_by_side_markdown(rows: list[dict]) -> str:
+    """The case table and the ratio table with each target marked met / MISSED."""
+    by = {r["case"]: r for r in rows}
+    lines = ["| case | median (ms) | round medians (ms) |", "| --- | ---: | --- |"]
+    lines += [f"| {r['case']} | {r['median_ms']:.0f} | {', '.join(f'{v:.0f}' for v in r['round_medians_ms'])} |"
+              for r in rows]
+    lines += ["", "| ratio | value | target |", "| --- | ---: | --- |"]
+    for num, den, target, label in SIDE_RATIOS:
+        if num in by and den in by:
+            value = by[num]["median_ms"] / by[den]["median_ms"]
+            mark = "" if target is None else f"<= {target:.2f}: {'met' if value <= target else 'MISSED'}"
+            lines.append(f"| {label} | {value:.2f} | {mark} |")
+    return "\n".join(lines)

@@ -24,6 +24,14 @@ def add_debug_flag(parser: argparse.ArgumentParser) -> None:
                         help=f"show the full traceback of an error (also: {DEBUG_ENV}=1)")
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (``--vote_times``, ``--topk``, ...)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def debugging(argv: list[str] | None = None) -> bool:
     argv = sys.argv[1:] if argv is None else argv
     return "--debug" in argv or os.environ.get(DEBUG_ENV, "") not in ("", "0")

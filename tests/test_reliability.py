@@ -501,7 +501,7 @@ def test_test_tool_evaluates_an_adapter_trained_from_random_init(tmp_path, demo_
 
 # -- 5. CLI consistency --------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", ["train", "test", "pretrain", "visualize", "demo", "bench", "compare_modalities",
-                                  "prepare_modelnet"])
+                                  "prepare_modelnet", "predict", "export"])
 def test_every_tool_help_shows_an_example(name):
     proc = tool(TOOLS / f"{name}.py", "--help")
     assert proc.returncode == 0 and f"tools/{name}.py" in proc.stdout and "--debug" in proc.stdout

@@ -4,6 +4,7 @@ PEFT method on point_mae, and the grouping ops per backend. Prints markdown, wri
     python tools/bench.py                              # CPU, ScanObjectNN shapes, batch 32
     python tools/bench.py --shape modelnet40 --batch 16 --methods full ssf adapter_x
     python tools/bench.py --device cuda --out bench_gpu.json
+    python tools/bench.py --side_by_side --batch 8     # pcpeft vs the restated reference forward (CPU)
 """
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ import argparse
 import json
 
 from pcpeft.cli import add_debug_flag, run_tool
-from pcpeft.benchmark import (DEFAULT_METHODS, SHAPES, bench_grouping, bench_methods, grouping_markdown,
-                              machine_description, methods_markdown, target_checks)
+from pcpeft.benchmark import (DEFAULT_METHODS, SHAPES, bench_grouping, bench_methods, bench_side_by_side,
+                              grouping_markdown, machine_description, methods_markdown, side_by_side_markdown,
+                              target_checks)
 
 
 def main() -> None:
@@ -25,10 +27,22 @@ def main() -> None:
     parser.add_argument("--methods", nargs="*", default=list(DEFAULT_METHODS))
     parser.add_argument("--skip_grouping", action="store_true")
     parser.add_argument("--out", default="bench.json")
+    parser.add_argument("--side_by_side", action="store_true",
+                        help="time pcpeft against the restated reference forward (each case in a fresh process)")
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds of --side_by_side")
+    parser.add_argument("--amp", action="store_true", help="bf16 autocast on CPU (fp16 on CUDA) for the method rows")
     add_debug_flag(parser)
     args = parser.parse_args()
     machine = machine_description(args.device)
-    rows = bench_methods(args.methods, args.shape, args.batch, args.device, args.repeats, args.warmup)
+    if args.side_by_side:
+        rows = bench_side_by_side(args.shape, args.batch, args.repeats, args.warmup, args.rounds)
+        print(f"machine: {machine}\nshape: {args.shape} {SHAPES[args.shape]}, batch {args.batch}, "
+              f"{args.repeats} repeats x {args.rounds} rounds\n")
+        print(side_by_side_markdown(rows))
+        with open(args.out, "w") as f:
+            json.dump({"machine": machine, "shape": args.shape, "batch": args.batch, "side_by_side": rows}, f, indent=2)
+        return
+    rows = bench_methods(args.methods, args.shape, args.batch, args.device, args.repeats, args.warmup, amp=args.amp)
     grouping = [] if args.skip_grouping else bench_grouping(args.device, args.repeats)
     print(f"machine: {machine}\nshape: {args.shape} {SHAPES[args.shape]}, batch {args.batch}\n")
     print(methods_markdown(rows))

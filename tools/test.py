@@ -12,17 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
-from pcpeft.cli import add_debug_flag, run_tool
+from pcpeft.cli import add_debug_flag, positive_int, run_tool
 from pcpeft.engine.config import apply_overrides, load_config
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+from pcpeft.engine.precision import log_precision, select_precision
 
 
 def main() -> None:
@@ -42,13 +37,19 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--out", default=None, help="write the results JSON here")
     parser.add_argument("--opts", nargs="*", default=[])
+    parser.add_argument("--amp", action="store_true", help="autocast the evaluation: CUDA fp16, or bf16 on a CPU "
+                        "with native bf16 (fp32 with a logged reason elsewhere)")
     add_debug_flag(parser)
     args = parser.parse_args()
     settings = validate_recipe(apply_overrides(load_config(args.config), args.opts), args.config)
     device = torch.device(args.device)
+    precision = log_precision(select_precision(device, args.amp, args.amp))
+    if args.amp:
+        print(f"precision: {precision.reason}", file=sys.stderr)
     try:
         model = load_for_test(settings, args.ckpts, args.adapter, device)
-        results = evaluate_run(settings, model, device, args.vote, args.vote_times, args.seed)
+        with precision.autocast():
+            results = evaluate_run(settings, model, device, args.vote, args.vote_times, args.seed)
     finally:
         cleanup()
     if is_main_process():

@@ -47,9 +47,12 @@ def main() -> None:
     parser.add_argument("--experiments", default="experiments", help="root folder of experiment outputs")
     parser.add_argument("--no_progress", action="store_true", help="no progress bars")
     parser.add_argument("--opts", nargs="*", default=[], help="recipe overrides key.sub=value")
+    parser.add_argument("--amp", action="store_true", help="mixed precision: CUDA fp16, or bf16 on a CPU with native "
+                        "bf16 (train.amp=true train.amp_cpu=true; fp32 with a logged reason elsewhere)")
     add_debug_flag(parser)
     args = parser.parse_args()
-    config = apply_overrides(load_config(args.config), args.opts)
+    amp_opts = ["train.amp=true", "train.amp_cpu=true"] if args.amp else []
+    config = apply_overrides(load_config(args.config), [*args.opts, *amp_opts])
     options = RunOptions(config_path=args.config, ckpts=args.ckpts, peft=parse_peft(args.peft),
                          exp_name=args.exp_name, resume=args.resume, overwrite=args.overwrite,
                          allow_partial_load=args.allow_partial_load, seed=args.seed, deterministic=args.deterministic,

@@ -1,6 +1,7 @@
 """Datasets and batch transforms from the ``dataset`` / ``augmentation`` sections of a recipe."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -12,7 +13,8 @@ from ..datasets.demo_shapes import CLASSES as DEMO_CLASSES
 from ..datasets.demo_shapes import ensure_demo_dataset
 from .config import ConfigError
 
-DATASETS = ("ScanObjectNN", "ModelNet40", "ModelNetFewShot", "SyntheticDemo", "Digits", "ImageFolder", "VTAB")
+DATASETS = ("ScanObjectNN", "ModelNet40", "ModelNetFewShot", "SyntheticDemo", "Digits", "ImageFolder", "VTAB",
+            "PointCloudFolder")
 IMAGE_DATASETS = ("Digits", "ImageFolder", "VTAB")
 
 
@@ -33,8 +35,48 @@ def build_dataset(spec: dict, subset: str, seed: int | None = None) -> Dataset:
                           num_category=spec.get("num_category", 40))
     if name == "ModelNetFewShot":
         return ModelNetFewShot(root, spec["way"], spec["shot"], spec["fold"], subset)
+    if name == "PointCloudFolder":
+        return point_folder(spec, subset)
     ensure_demo_dataset(root, spec.get("train_per_class"), spec.get("test_per_class"), spec.get("generator_seed"))
     return ScanObjectNN(root, "OBJ_BG", subset, num_classes=len(DEMO_CLASSES), seed=seed, class_names=DEMO_CLASSES)
+
+
+FOLDER_OPTIONS = ("npoints", "test_fraction", "split_seed", "mesh_points", "upsample", "nan_points", "cache",
+                  "cache_dir")
+
+
+def point_folder(spec: dict, subset: str) -> Dataset:
+    """A ``PointCloudFolder`` split from the recipe's dataset section (keys missing from ``spec``: defaults)."""
+    from ..datasets.point_folder import PointCloudFolder
+
+    return PointCloudFolder(spec["root"], subset, **{k: spec[k] for k in FOLDER_OPTIONS if k in spec})
+
+
+def validation_dataset(spec: dict) -> Dataset | None:
+    """The given validation split of a data set (a PointCloudFolder with ROOT/val/), else None."""
+    if spec.get("name") != "PointCloudFolder" or not (Path(spec["root"]) / "val").is_dir():
+        return None
+    return point_folder(spec, "val")
+
+
+def dataset_record(train_set: Dataset, exp_dir: Path | None, num_classes: int | None = None) -> dict:
+    """What a run records about its data in config.yaml's ``run`` section: the class names (when the data set has
+    them) and, for a PointCloudFolder, ``split.json`` (every split's files, written into ``exp_dir``). A
+    PointCloudFolder whose class folders are not ``num_classes`` (the model's) is a :class:`ConfigError`."""
+    record: dict = {}
+    classes = getattr(train_set, "classes", None)
+    if isinstance(classes, (list, tuple)) and all(isinstance(c, str) for c in classes):
+        record["class_names"] = list(classes)
+    splits = getattr(train_set, "splits", None)
+    if splits is not None and hasattr(splits, "record"):
+        if num_classes is not None and len(splits.classes) != num_classes:
+            raise ConfigError(f"model.num_classes is {num_classes} but {splits.root} has {len(splits.classes)} "
+                              f"class folders ({', '.join(splits.classes)}); leave model.num_classes out of a "
+                              f"PointCloudFolder recipe to take the folder count")
+        if exp_dir is not None:
+            (exp_dir / "split.json").write_text(json.dumps(splits.record(), indent=2))
+        record["split_file"] = "split.json"
+    return record
 
 
 def train_transform(npoints: int, augmentation: dict, generator: torch.Generator) -> Compose:

@@ -27,6 +27,8 @@ class TrainSettings(Section):
     batch_size: int = Field(32, ge=1, description="clouds per optimiser step (over all processes)")
     drop_last: bool = Field(True, description="drop the last incomplete batch; false allows batch_size > data set")
     amp: bool = Field(True, description="mixed precision (CUDA fp16)")
+    amp_cpu: bool = Field(False, description="bf16 autocast on CPU where it is native (AVX-512 BF16 / AMX), else "
+                                             "fp32 with a logged reason; opt-in (--amp), independent of amp")
     aux_loss_weight: float = Field(1.0, ge=0)
     eval_every: int = Field(1, ge=1)
     grad_clip: Optional[float] = Field(10.0, ge=0, description="0 or null: no clipping")
@@ -99,6 +101,21 @@ class SyntheticDemoSettings(PointDataset):
     generator_seed: Optional[int] = Field(None, description="default: as generated (0 for a new set)")
 
 
+class PointCloudFolderSettings(PointDataset):
+    """Your own files: ROOT/<class>/<file> or ROOT/{train,test,val}/<class>/<file> (pcpeft.datasets.point_folder).
+    Without ``model.num_classes`` the recipe takes the number of class folders."""
+
+    test_fraction: float = Field(0.2, gt=0, lt=1, description="share of each class held out as the test split "
+                                                               "when ROOT has no train/ and test/ folders")
+    split_seed: int = Field(0, description="which files the seeded test split holds")
+    mesh_points: int = Field(10000, ge=1, description="surface samples of a mesh (.off) before FPS to npoints")
+    upsample: bool = Field(False, description="repeat points of a file with fewer than npoints (default: refuse)")
+    nan_points: Literal["error", "drop"] = Field("error", description="a point with NaN coordinates: refuse the "
+                                                                      "file, or drop the point")
+    cache: bool = Field(True, description="keep the prepared clouds (keyed by files, sizes, mtimes, settings)")
+    cache_dir: Optional[str] = Field(None, description="default: ROOT/.pcpeft-cache")
+
+
 class ImageDataset(Section):
     name: str
     root: Optional[str] = None
@@ -115,6 +132,7 @@ class VTABSettings(ImageDataset):
 DATASET_SECTIONS: dict[str, type[Section]] = {
     "ScanObjectNN": ScanObjectNNSettings, "ModelNet40": ModelNet40Settings, "ModelNetFewShot": ModelNetFewShotSettings,
     "SyntheticDemo": SyntheticDemoSettings, "Digits": ImageDataset, "ImageFolder": ImageDataset, "VTAB": VTABSettings,
+    "PointCloudFolder": PointCloudFolderSettings,
 }
 
 PeftSpecSetting = Union[None, str, dict[str, Any], list[Union[str, dict[str, Any]]]]
@@ -266,6 +284,23 @@ def _validate_dataset(spec: Any, source: str) -> Section:
         raise _format_errors(err, source, section, prefix="dataset.") from None
 
 
+def _with_folder_classes(config: dict) -> tuple[dict, bool]:
+    """(config, classes_unknown). A PointCloudFolder recipe without ``model.num_classes`` gets a copy with the number
+    of class folders filled in; when its root does not exist (yet) the count stays unknown (True), and building
+    the data set reports the missing folder. Every other recipe: (``config`` itself, False)."""
+    dataset, model = config.get("dataset"), config.get("model", {})
+    if not (isinstance(dataset, dict) and dataset.get("name") == "PointCloudFolder" and dataset.get("root")
+            and isinstance(model, dict) and "num_classes" not in model):
+        return config, False
+    from pathlib import Path
+
+    from ..datasets.point_folder import class_names
+
+    if not Path(dataset["root"]).is_dir():
+        return config, True
+    return {**config, "model": {**model, "num_classes": len(class_names(dataset["root"]))}}, False
+
+
 def validate_recipe(config: dict, source: str = "recipe", task: Literal["finetune", "pretrain"] = "finetune"
                     ) -> Settings:
     """Check a merged recipe dict; returns typed :class:`Settings` or raises one :class:`ConfigError` that lists
@@ -277,7 +312,11 @@ def validate_recipe(config: dict, source: str = "recipe", task: Literal["finetun
         recipe = Recipe.model_validate(config)
     except ValidationError as err:
         raise _format_errors(err, source, Recipe) from None
-    model = _validate_model(config.get("model", {}), source, needs_classes=task == "finetune")
+    classes_unknown = False
+    if task == "finetune":
+        config, classes_unknown = _with_folder_classes(config)
+    needs_classes = task == "finetune" and not classes_unknown
+    model = _validate_model(config.get("model", {}), source, needs_classes=needs_classes)
     dataset = _validate_dataset(config["dataset"], source)
     return Settings(recipe, model, dataset, config)
 

@@ -33,7 +33,8 @@ from ..models.checkpoints import CheckpointError
 from ..peft import PeftModel
 from .checkpointing import load_training_state, save_atomic
 from .config import ConfigError, save_config
-from .data import batch_transforms, build_dataset, describe_augmentation, is_image_config
+from .data import (batch_transforms, build_dataset, dataset_record, describe_augmentation, is_image_config,
+                   validation_dataset)
 from .distributed import barrier, init_distributed
 from .evaluate import compute_metrics, predict, predict_vote
 from .model_setup import build_model, load_for_test
@@ -70,8 +71,14 @@ class RunOptions:
     progress: bool = True
 
     def provenance(self) -> dict:
-        """What a run records about how it was started (config.yaml ``run``, checkpoints)."""
-        return {k: v for k, v in vars(self).items() if k not in ("progress", "stop_after_epochs", "overwrite")}
+        """What a run records about how it was started (config.yaml ``run``, checkpoints); with ``--ckpts`` also
+        its absolute path and sha256, so that ``pcpeft.load_run`` finds and checks the backbone later."""
+        record = {k: v for k, v in vars(self).items() if k not in ("progress", "stop_after_epochs", "overwrite")}
+        if self.ckpts:
+            from .runs import backbone_file_record
+
+            record.update(backbone_file_record(self.ckpts))
+        return record
 
 
 @dataclass
@@ -196,6 +203,7 @@ def train(config: dict, options: RunOptions) -> dict:
     model, data and any resumed state checked; only then is ``config.yaml`` written and training starts.
     """
     settings = validate_recipe(config, options.config_path)
+    config = settings.raw  # a PointCloudFolder recipe gets model.num_classes from its class folders
     device = torch.device(options.device)
     rank, world = init_distributed(device)
     main = rank == 0
@@ -231,7 +239,10 @@ def _train(settings: Settings, config: dict, options: RunOptions, exp_dir: Path,
     LOG.info(f"method {methods}: trainable {trainable:,} / {total:,} ({100 * trainable / total:.3f}%)")
 
     train_set = build_dataset(settings.dataset_spec, "train", seed=options.seed)
+    data_record = dataset_record(train_set, exp_dir if main else None, settings.num_classes)  # + split.json
     train_set, val_set = split_train_val(train_set, settings.val_fraction, getattr(settings.dataset, "val_seed", 0))
+    if val_set is None:
+        val_set = validation_dataset(settings.dataset_spec)  # a PointCloudFolder's ROOT/val/
     test_set = build_dataset(settings.dataset_spec, "test")
     tcfg = settings.train
     per_rank_batch = max(1, tcfg.batch_size // world)
@@ -241,7 +252,10 @@ def _train(settings: Settings, config: dict, options: RunOptions, exp_dir: Path,
     optimizer = build_optimizer(model, settings.optimizer.lr, settings.optimizer.weight_decay)
     schedule = CosineWarmupSchedule(optimizer, epochs, settings.scheduler.warmup_epochs, settings.scheduler.warmup_lr,
                                     settings.scheduler.min_lr)
-    use_amp = device.type == "cuda" and tcfg.amp
+    from .precision import log_precision, select_precision
+
+    precision = log_precision(select_precision(device, tcfg.amp, tcfg.amp_cpu))  # CUDA fp16 / opt-in CPU bf16
+    use_amp = device.type == "cuda" and tcfg.amp  # the gradient scaler: fp16 only (bf16 needs none)
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     history, start_epoch = History(), 0
     last_ckpt = exp_dir / "ckpt-last.pth"
@@ -256,8 +270,9 @@ def _train(settings: Settings, config: dict, options: RunOptions, exp_dir: Path,
         history = History(state["history"], state["best"], state.get("last") or {})
         start_epoch = state["epoch"] + 1
         LOG.info(f"resumed from {last_ckpt} after epoch {state['epoch']}")
+    provenance = options.provenance()  # once: it hashes the --ckpts file
     if main and not (exp_dir / "config.yaml").is_file():
-        save_config({**config, "run": options.provenance()}, exp_dir / "config.yaml")  # the run has started
+        save_config({**config, "run": {**provenance, **data_record}}, exp_dir / "config.yaml")  # the run has started
 
     train_model: nn.Module = model
     if world > 1:
@@ -291,7 +306,7 @@ def _train(settings: Settings, config: dict, options: RunOptions, exp_dir: Path,
         for points, labels in bar:
             start = time.perf_counter()
             points, labels = transform(points.to(device)), labels.to(device)
-            with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
+            with precision.autocast():
                 logits = train_model(points)
                 loss = smoothed_cross_entropy(logits.float(), labels, tcfg.label_smoothing)
                 aux = model.aux_loss()
@@ -333,7 +348,7 @@ def _train(settings: Settings, config: dict, options: RunOptions, exp_dir: Path,
             for key, value in record.items():
                 if key != "epoch":
                     writer.add_scalar(key, value, epoch)
-            save_atomic({"epoch": epoch, "config": config, "run": options.provenance(),
+            save_atomic({"epoch": epoch, "config": config, "run": provenance,
                          "peft": [c.to_dict() for c in model.peft_configs],
                          **_model_payload(model), "optimizer": optimizer.state_dict(),
                          "scheduler": schedule.state_dict(), "scaler": scaler.state_dict() if use_amp else None,
@@ -343,7 +358,8 @@ def _train(settings: Settings, config: dict, options: RunOptions, exp_dir: Path,
     if writer is not None:
         writer.close()
     finished = stop_at == epochs
-    results = _results(settings, options, model, history, step_times, finished, trainable, total)
+    results = _results(settings, options, model, history, step_times, finished, trainable, total,
+                       validated=val_set is not None)
     if main:
         write_json(exp_dir / "results.json", results)
         LOG.info(f"results: {exp_dir / 'results.json'}")
@@ -356,7 +372,8 @@ def _save_best(model: PeftModel, exp_dir: Path) -> None:
         model.save_pretrained(exp_dir / "adapter-best")
 
 
-def _results(settings: Settings, options, model, history, step_times, finished, trainable, total) -> dict:
+def _results(settings: Settings, options, model, history, step_times, finished, trainable, total,
+             validated: bool = False) -> dict:
     images = is_image_config(settings.raw)
     spec = settings.dataset_spec
     augmentation = settings.augmentation.model_dump()
@@ -370,8 +387,8 @@ def _results(settings: Settings, options, model, history, step_times, finished, 
         "trainable_parameters": trainable, "total_parameters": total, "trainable_percent": 100 * trainable / total,
         "epochs_run": len(history.epochs), "finished": finished,
         "last": history.last or None, "best": history.best or None,
-        "best_chosen_on": "validation" if settings.val_fraction > 0 else "test",
-        "note": BEST_NOTE_VAL if settings.val_fraction > 0 else BEST_NOTE,
+        "best_chosen_on": "validation" if validated else "test",
+        "note": BEST_NOTE_VAL if validated else BEST_NOTE,
         "median_step_seconds": statistics.median(step_times) if step_times else None,
         "history": history.epochs,
     }

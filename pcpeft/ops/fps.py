@@ -15,17 +15,24 @@ Backends:
     ``fpsample``   the exact ``fpsample.fps_sampling`` (CPU, Rust); ~3x faster than the loop per cloud.
                    Its bucket/kd-tree variants are NOT exact (checked: they share only ~40 of 128 centres with
                    the reference and do not start at index 0), so they are never used.
+    ``numba``      a compiled exact kernel (:mod:`.numba_kernels`), parallel over clouds (CPU). Compiled once and
+                   cached on disk beside the module (first call of a fresh install: ~10 s).
     ``pointnet2``  ``pointnet2_ops.pointnet2_utils.furthest_point_sample`` on CUDA when importable (optional).
+
+``auto`` times every available backend once per process, device and shape (B, N, G) on the first call's input
+and then keeps the fastest (:func:`measured_fastest`); every backend returns identical indices, so the choice
+changes the time only.
 """
 from __future__ import annotations
 
 import importlib.util
-from typing import Literal
+import time
+from typing import Callable, Literal
 
 import numpy as np
 import torch
 
-FpsBackend = Literal["auto", "torch", "fpsample", "pointnet2"]
+FpsBackend = Literal["auto", "torch", "fpsample", "numba", "pointnet2"]
 
 #: Squared-norm threshold of the pointnet2_ops kernel's candidate filter.
 NEAR_ORIGIN_SQ = 1e-3
@@ -44,6 +51,8 @@ def available_fps_backends(device: torch.device | str = "cpu") -> list[str]:
     names = ["torch"]
     if device.type == "cpu" and _has_module("fpsample"):
         names.append("fpsample")
+    if device.type == "cpu" and _has_module("numba"):
+        names.append("numba")
     if device.type == "cuda" and _has_module("pointnet2_ops"):
         names.append("pointnet2")
     return names
@@ -131,6 +140,17 @@ def fps_fpsample(points: torch.Tensor, num_samples: int, exclude_near_origin: bo
     return torch.from_numpy(out).to(points.device)
 
 
+def fps_numba(points: torch.Tensor, num_samples: int, exclude_near_origin: bool = False) -> torch.Tensor:
+    """FPS through the compiled kernel, parallel over clouds. (B, N, 3) -> (B, num_samples) int64."""
+    from .numba_kernels import fps_kernel
+
+    _check_points(points, num_samples)
+    clouds = np.ascontiguousarray(points.detach().float().cpu().numpy())
+    out = np.empty((clouds.shape[0], num_samples), dtype=np.int64)
+    fps_kernel(clouds, num_samples, bool(exclude_near_origin), out)
+    return torch.from_numpy(out).to(points.device)
+
+
 def fps_pointnet2(points: torch.Tensor, num_samples: int, exclude_near_origin: bool = False) -> torch.Tensor:
     """FPS through the optional ``pointnet2_ops`` CUDA kernel.
 
@@ -146,17 +166,40 @@ def fps_pointnet2(points: torch.Tensor, num_samples: int, exclude_near_origin: b
     return pointnet2_utils.furthest_point_sample(pts, num_samples).long()
 
 
-_BACKENDS = {"torch": fps_torch, "fpsample": fps_fpsample, "pointnet2": fps_pointnet2}
+_BACKENDS = {"torch": fps_torch, "fpsample": fps_fpsample, "numba": fps_numba, "pointnet2": fps_pointnet2}
+
+#: (device type, B, N, G) -> the backend measured fastest there, for this process.
+_MEASURED: dict[tuple[str, int, int, int], str] = {}
+
+
+def measured_fastest(candidates: dict[str, Callable[[], torch.Tensor]], cache: dict, key: tuple) -> tuple[str, torch.Tensor | None]:
+    """The fastest of ``candidates`` (name -> call) from one warm-up and one timed call each, cached under ``key``.
+
+    Returns the name and, when it measured now, the winner's result (every candidate computes the same thing),
+    else None. Used by the FPS and kNN ``auto`` backends.
+    """
+    if key in cache:
+        return cache[key], None
+    results, times = {}, {}
+    for name, call in candidates.items():
+        results[name] = call()  # warm-up: compiles the numba kernel, allocates
+        if results[name].is_cuda:
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        call()
+        if results[name].is_cuda:
+            torch.cuda.synchronize()
+        times[name] = time.perf_counter() - start
+    best = min(times, key=times.get)
+    cache[key] = best
+    return best, results[best]
 
 
 def resolve_fps_backend(backend: FpsBackend, device: torch.device | str) -> str:
-    """The concrete backend ``auto`` means on ``device``: pointnet2 on CUDA, fpsample on CPU, else torch."""
+    """Check a named backend against ``device`` (``auto`` is returned as is: it is resolved per call)."""
     available = available_fps_backends(device)
     if backend == "auto":
-        for name in ("pointnet2", "fpsample"):
-            if name in available:
-                return name
-        return "torch"
+        return "auto"
     if backend not in _BACKENDS:
         raise ValueError(f"unknown FPS backend {backend!r}; choose one of {['auto', *_BACKENDS]}")
     if backend not in available:
@@ -178,10 +221,21 @@ def farthest_point_sample(
     Args:
         points: (B, N, 3) float cloud.
         num_samples: number of centres G (1 <= G <= N).
-        backend: ``auto`` | ``torch`` | ``fpsample`` | ``pointnet2``; every backend returns identical indices.
+        backend: ``auto`` | ``torch`` | ``fpsample`` | ``numba`` | ``pointnet2``; every backend returns identical
+            indices. ``auto``: the fastest available, measured on the first call per device and shape.
         exclude_near_origin: reproduce the pointnet2_ops kernel's near-origin filter (see module docstring).
     Returns:
         (B, G) int64 indices into N, in selection order (first is always 0).
     """
     name = resolve_fps_backend(backend, points.device)
+    if name == "auto":
+        available = available_fps_backends(points.device)
+        if len(available) == 1:
+            name = available[0]
+        else:
+            calls = {n: (lambda n=n: _BACKENDS[n](points, num_samples, exclude_near_origin)) for n in available}
+            key = (points.device.type, points.shape[0], points.shape[1], num_samples)
+            name, result = measured_fastest(calls, _MEASURED, key)
+            if result is not None:
+                return result
     return _BACKENDS[name](points, num_samples, exclude_near_origin)

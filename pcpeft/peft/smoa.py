@@ -17,12 +17,15 @@ is e, P_e: mean gate probability of e) is averaged over blocks, multiplied by ``
 Defaults (the paper does not publish them all; chosen so that the ``adapter_x`` preset on Point-MAE with 15
 classes trains ~1.88% of the parameters): 8 experts, 2 heads (192-d chunks), bottleneck 40, router dim 32,
 temperature 0.1, top-1, balance weight 0.01, scale 0.1, GELU.
+
+Dispatch (``SharedMixtureOfAdapters.dispatch``, not part of the config: every mode computes the same function,
+equal to the per-expert loop to float rounding): see :data:`Dispatch`.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -30,13 +33,36 @@ from torch import nn
 
 from .base import PeftConfig, PeftError, backbone_blocks, register_method
 
+#: How the chosen experts run: ``sorted`` (grouped matmul over expert-sorted chunks; one host read of the
+#: expert counts per block), ``dense`` (every expert on every chunk, gates zero elsewhere; no host sync, E times
+#: the expert FLOPs), ``auto`` (dense on CUDA, where syncs and launches dominate; sorted elsewhere).
+Dispatch = Literal["auto", "sorted", "dense"]
+
+
+class _PermuteRows(torch.autograd.Function):
+    """x (R, c) -> x[perm] (R, c) for a permutation ``perm`` with inverse ``inverse``; the backward is the inverse
+    gather (not the scatter-add of ``index_select``'s backward)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, perm: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(inverse)
+        return x.index_select(0, perm)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (inverse,) = ctx.saved_tensors
+        return grad.index_select(0, inverse), None, None
+
 
 class SharedMixtureOfAdapters(nn.Module):
     """The shared expert pool and router. (B, T, D) -> (B, T, D), plus routing bookkeeping per block."""
 
     def __init__(self, dim: int, num_experts: int = 8, heads: int = 2, bottleneck: int = 40, router_dim: int = 32,
-                 temperature: float = 0.1, top_k: int = 1, balance_weight: float = 0.01) -> None:
+                 temperature: float = 0.1, top_k: int = 1, balance_weight: float = 0.01,
+                 dispatch: Dispatch = "auto") -> None:
         super().__init__()
+        if dispatch not in ("auto", "sorted", "dense"):
+            raise PeftError(f"SMoA dispatch must be 'auto', 'sorted' or 'dense', got {dispatch!r}")
         if dim % heads:
             raise PeftError(f"SMoA heads ({heads}) must divide the token dim ({dim})")
         if not 1 <= top_k <= num_experts:
@@ -44,6 +70,7 @@ class SharedMixtureOfAdapters(nn.Module):
         self.dim, self.heads, self.chunk = dim, heads, dim // heads
         self.num_experts, self.top_k = num_experts, top_k
         self.temperature, self.balance_weight = temperature, balance_weight
+        self.dispatch = dispatch
         self.down_weight = nn.Parameter(torch.empty(num_experts, self.chunk, bottleneck))
         self.down_bias = nn.Parameter(torch.zeros(num_experts, bottleneck))
         self.up_weight = nn.Parameter(torch.zeros(num_experts, bottleneck, self.chunk))
@@ -62,24 +89,54 @@ class SharedMixtureOfAdapters(nn.Module):
         return (query @ keys.t() / self.temperature).softmax(dim=-1)
 
     def forward(self, h: torch.Tensor, block_index: int) -> torch.Tensor:
+        """h (B, T, D) -> (B, T, D); records block ``block_index``'s balance loss and top-1 routing."""
         batch, tokens, dim = h.shape
         chunks = h.reshape(-1, self.chunk)  # (S, c) with S = B*T*heads
         probs = self.route(chunks)
         gates, experts = probs.topk(self.top_k, dim=-1)  # (S, k)
-        out = torch.zeros_like(chunks)
-        for expert in range(self.num_experts):
-            rows, slot = (experts == expert).nonzero(as_tuple=True)
-            if rows.numel() == 0:
-                continue
-            x = chunks.index_select(0, rows)
-            y = F.gelu(x @ self.down_weight[expert] + self.down_bias[expert]) @ self.up_weight[expert] \
-                + self.up_bias[expert]
-            out = out.index_add(0, rows, y * gates[rows, slot].unsqueeze(-1))
+        mode = self.dispatch if self.dispatch != "auto" else ("dense" if h.is_cuda else "sorted")
+        if mode == "dense":
+            out = self._dense_experts(chunks, gates, experts)
+        else:
+            out = self._sorted_experts(chunks, gates, experts)
         top1 = experts[:, 0]
         fraction = F.one_hot(top1, self.num_experts).float().mean(0)
         self._balance_losses[block_index] = self.num_experts * (fraction * probs.mean(0)).sum()
         self.last_routing[block_index] = top1.detach().reshape(batch, tokens, self.heads)
         return out.reshape(batch, tokens, dim)
+
+    def _sorted_experts(self, chunks: torch.Tensor, gates: torch.Tensor, experts: torch.Tensor) -> torch.Tensor:
+        """Grouped matmul over chunks sorted by expert. chunks (S, c), gates / experts (S, k) -> (S, c).
+
+        One argsort and one ``bincount`` per call (a single host read of the E counts, no per-expert
+        ``nonzero``); each expert runs two matmuls on its contiguous slice. Rows move only by permutation
+        gathers (forward and backward): no ``index_add``, which is pathologically slow on a busy multi-threaded CPU.
+        """
+        count, k = chunks.shape[0], self.top_k
+        flat_experts = experts.reshape(-1)  # (S*k,), entry i = (chunk i // k, slot i % k)
+        order = flat_experts.argsort(stable=True)
+        inverse = order.argsort()
+        sizes = torch.bincount(flat_experts, minlength=self.num_experts).tolist()
+        pairs = chunks if k == 1 else chunks.unsqueeze(1).expand(count, k, self.chunk).reshape(count * k, self.chunk)
+        grouped = _PermuteRows.apply(pairs, order, inverse)  # (S*k, c), grouped by expert
+        pieces = []
+        for expert, xe in enumerate(grouped.split(sizes)):
+            if xe.shape[0]:
+                hidden = F.gelu(xe @ self.down_weight[expert] + self.down_bias[expert])
+                pieces.append(hidden @ self.up_weight[expert] + self.up_bias[expert])
+        y = _PermuteRows.apply(torch.cat(pieces), inverse, order).reshape(count, k, self.chunk)
+        y = y * gates.unsqueeze(-1)
+        return y[:, 0] if k == 1 else y.sum(1)
+
+    def _dense_experts(self, chunks: torch.Tensor, gates: torch.Tensor, experts: torch.Tensor) -> torch.Tensor:
+        """Every expert on every chunk as two wide matmuls, unchosen experts weighted 0; no host sync at all.
+        chunks (S, c), gates / experts (S, k) -> (S, c). E times the expert FLOPs of ``sorted``."""
+        weights = (F.one_hot(experts, self.num_experts).to(gates.dtype) * gates.unsqueeze(-1)).sum(1)  # (S, E)
+        down = self.down_weight.permute(1, 0, 2).reshape(self.chunk, -1)  # (c, E*b)
+        hidden = F.gelu(torch.addmm(self.down_bias.reshape(-1), chunks, down))  # (S, E*b)
+        hidden = (hidden.reshape(chunks.shape[0], self.num_experts, -1) * weights.unsqueeze(-1)).reshape(
+            chunks.shape[0], -1)
+        return torch.addmm(weights @ self.up_bias, hidden, self.up_weight.reshape(-1, self.chunk))
 
     def aux_loss(self) -> torch.Tensor | None:
         """balance_weight x mean over blocks of the last forward's load-balancing losses."""

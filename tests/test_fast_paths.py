@@ -1,0 +1,262 @@
+"""Every fast path equals its slow, straightforward restatement: SMoA dispatch, FPS kernels, kNN, bf16 inference."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from pcpeft.peft.smoa import SharedMixtureOfAdapters
+
+
+# -- SMoA ------------------------------------------------------------------------------------------------------
+def loop_smoa(pool: SharedMixtureOfAdapters, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The per-expert loop SMoA ran before the grouped/dense dispatch (nonzero, index_select, index_add per
+    expert). h (B, T, D) -> output (B, T, D), top-1 routing (B, T, heads), balance loss ()."""
+    batch, tokens, dim = h.shape
+    chunks = h.reshape(-1, pool.chunk)
+    probs = pool.route(chunks)
+    gates, experts = probs.topk(pool.top_k, dim=-1)
+    out = torch.zeros_like(chunks)
+    for expert in range(pool.num_experts):
+        rows, slot = (experts == expert).nonzero(as_tuple=True)
+        if rows.numel() == 0:
+            continue
+        x = chunks.index_select(0, rows)
+        y = F.gelu(x @ pool.down_weight[expert] + pool.down_bias[expert]) @ pool.up_weight[expert] \
+            + pool.up_bias[expert]
+        out = out.index_add(0, rows, y * gates[rows, slot].unsqueeze(-1))
+    top1 = experts[:, 0]
+    fraction = F.one_hot(top1, pool.num_experts).float().mean(0)
+    balance = pool.num_experts * (fraction * probs.mean(0)).sum()
+    return out.reshape(batch, tokens, dim), top1.reshape(batch, tokens, pool.heads), balance
+
+
+def trained_pool(top_k: int, num_experts: int = 8) -> SharedMixtureOfAdapters:
+    """A pool with non-zero up projections and biases (a zero-initialised pool would output zeros everywhere)."""
+    torch.manual_seed(0)
+    pool = SharedMixtureOfAdapters(384, num_experts=num_experts, top_k=top_k)
+    with torch.no_grad():
+        for p in (pool.up_weight, pool.up_bias, pool.down_bias):
+            p.normal_(0, 0.05)
+    return pool
+
+
+@pytest.mark.parametrize("dispatch", ["sorted", "dense"])
+@pytest.mark.parametrize("top_k", [1, 2, 3])
+def test_smoa_dispatch_equals_the_per_expert_loop(dispatch, top_k):
+    pool = trained_pool(top_k)
+    pool.dispatch = dispatch
+    h = torch.randn(3, 37, 384, requires_grad=True)
+    expected, routing, balance = loop_smoa(pool, h)
+    grads_expected = torch.autograd.grad((expected.square().sum() + balance), [h, *pool.parameters()])
+    out = pool(h, block_index=4)
+    assert out.shape == (3, 37, 384)
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-6)
+    assert torch.equal(pool.last_routing[4], routing)
+    torch.testing.assert_close(pool._balance_losses[4], balance, rtol=0, atol=1e-6)
+    grads = torch.autograd.grad((out.square().sum() + pool._balance_losses[4]), [h, *pool.parameters()])
+    for got, want in zip(grads, grads_expected):  # sums of hundreds of terms: tolerance relative to the scale
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5 * max(1.0, want.abs().max().item()))
+
+
+def test_smoa_dispatch_handles_experts_nobody_chose():
+    pool = trained_pool(1, num_experts=8)
+    with torch.no_grad():  # route everything to expert 3
+        pool.expert_embeddings.zero_()
+        pool.expert_embeddings[3] = 1.0
+        pool.router.weight.zero_()
+        pool.router.bias.fill_(1.0)
+    h = torch.randn(2, 5, 384)
+    expected, routing, _ = loop_smoa(pool, h)
+    assert (routing == 3).all()
+    for dispatch in ("sorted", "dense"):
+        pool.dispatch = dispatch
+        torch.testing.assert_close(pool(h, 0), expected, rtol=0, atol=1e-6)
+
+
+def test_smoa_sorted_dispatch_reads_the_host_once_per_block(monkeypatch):
+    """No per-expert ``nonzero``: the sorted path's only host read is one ``tolist`` of the expert counts."""
+    pool = trained_pool(2)
+    pool.dispatch = "sorted"
+    calls = {"nonzero": 0}
+    real_nonzero = torch.Tensor.nonzero
+
+    def counting_nonzero(self, *args, **kwargs):
+        calls["nonzero"] += 1
+        return real_nonzero(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.Tensor, "nonzero", counting_nonzero)
+    pool(torch.randn(2, 9, 384), 0)
+    assert calls["nonzero"] == 0
+
+
+def test_smoa_rejects_an_unknown_dispatch():
+    from pcpeft.peft.base import PeftError
+
+    with pytest.raises(PeftError, match="dispatch"):
+        SharedMixtureOfAdapters(384, dispatch="magic")
+
+
+# -- FPS and kNN kernels ---------------------------------------------------------------------------------------
+from pcpeft.ops import fps as fps_module  # noqa: E402
+from pcpeft.ops import knn as knn_module  # noqa: E402
+from pcpeft.ops import farthest_point_sample, fps_numba, fps_torch, knn_indices, knn_numba, knn_torch  # noqa: E402
+
+
+def kernel_clouds() -> dict[str, torch.Tensor]:
+    """Random clouds, duplicates, lattice ties, near-origin points, clouds with fewer distinct points than asked."""
+    gen = torch.Generator().manual_seed(0)
+    base = torch.randn(3, 300, 3, generator=gen)
+    near = torch.randn(2, 700, 3, generator=gen)
+    near[:, 5::50] *= 1e-3  # points inside the pointnet2 kernel's near-origin radius
+    return {
+        "normal": torch.randn(4, 2048, 3, generator=gen),
+        "uniform": torch.rand(3, 1500, 3, generator=gen) * 2 - 1,
+        "duplicates": torch.cat([base, base, base[:, :60]], dim=1)[:, torch.randperm(660, generator=gen)],
+        "lattice": torch.randint(-3, 4, (2, 900, 3), generator=gen).float(),  # many exactly equal distances
+        "near_origin": near,
+        "exhausted": torch.randn(2, 40, 3, generator=gen).repeat(1, 4, 1),
+    }
+
+
+@pytest.mark.parametrize("exclude", [False, True])
+@pytest.mark.parametrize("name", list(kernel_clouds()))
+def test_numba_fps_equals_the_torch_loop(name, exclude):
+    cloud = kernel_clouds()[name]
+    count = min(128, cloud.shape[1])
+    expected = fps_torch(cloud, count, exclude)
+    got = fps_numba(cloud, count, exclude)
+    assert got.dtype == torch.int64 and got.shape == expected.shape
+    assert torch.equal(got, expected)
+
+
+def test_numba_fps_honours_exclude_near_origin():
+    # a unit sphere with points at the origin: textbook FPS picks them early, the pointnet2 kernel never can
+    gen = torch.Generator().manual_seed(1)
+    cloud = F.normalize(torch.randn(2, 500, 3, generator=gen), dim=-1)
+    cloud[:, 7::100] = 1e-3 * torch.randn(2, 5, 3, generator=gen)
+    near = set(range(7, 500, 100))
+    assert set(fps_numba(cloud, 64)[:, 1:].flatten().tolist()) & near
+    picked = fps_numba(cloud, 64, exclude_near_origin=True)
+    assert not set(picked[:, 1:].flatten().tolist()) & near
+    assert torch.equal(picked, fps_torch(cloud, 64, exclude_near_origin=True))
+
+
+def stable_knn(points: torch.Tensor, queries: torch.Tensor, k: int) -> torch.Tensor:
+    """Straightforward restatement: per-coordinate float32 distances, a stable full sort, the first k."""
+    dist = (queries[:, :, None, 0] - points[:, None, :, 0]) ** 2
+    for d in range(1, points.shape[-1]):
+        dist = dist + (queries[:, :, None, d] - points[:, None, :, d]) ** 2
+    return dist.sort(dim=-1, stable=True).indices[..., :k]
+
+
+@pytest.mark.parametrize("name", list(kernel_clouds()))
+def test_knn_backends_equal_the_stable_restatement(name):
+    cloud = kernel_clouds()[name]
+    queries = cloud[:, 3:67] + 0.01 * (name == "normal")  # some queries on points, some off
+    expected = stable_knn(cloud, queries, 32)
+    assert torch.equal(knn_torch(cloud, queries, 32), expected)
+    assert torch.equal(knn_numba(cloud, queries, 32), expected)
+    assert torch.equal(knn_indices(cloud, queries, 32), expected)
+
+
+def test_knn_torch_still_equals_plain_topk_without_ties():
+    gen = torch.Generator().manual_seed(3)
+    cloud = torch.randn(2, 3000, 3, generator=gen)
+    queries = cloud[:, :100]
+    dist = ((queries[:, :, None] - cloud[:, None]) ** 2).sum(-1)
+    assert torch.equal(knn_torch(cloud, queries, 16), dist.topk(16, dim=-1, largest=False).indices)
+
+
+def test_auto_backends_are_measured_once_per_shape(monkeypatch):
+    monkeypatch.setattr(fps_module, "_MEASURED", {})
+    monkeypatch.setattr(knn_module, "_MEASURED", {})
+    cloud = torch.randn(2, 333, 3)
+    calls = {"n": 0}
+    real = fps_module.measured_fastest
+
+    def counting(*args):
+        calls["n"] += 1
+        return real(*args)
+
+    monkeypatch.setattr(fps_module, "measured_fastest", counting)
+    first = farthest_point_sample(cloud, 20)
+    again = farthest_point_sample(cloud, 20)
+    assert torch.equal(first, fps_torch(cloud, 20)) and torch.equal(again, first)
+    assert list(fps_module._MEASURED) == [("cpu", 2, 333, 20)]
+    assert fps_module._MEASURED[("cpu", 2, 333, 20)] in fps_module.available_fps_backends("cpu")
+    assert calls["n"] == 2  # consulted each call, measured on the first only (the cache answers the second)
+    knn_indices(cloud, cloud[:, :20], 8)
+    assert list(knn_module._MEASURED) == [("cpu", 2, 333, 3, 20, 8)]
+
+
+def test_named_backends_are_checked():
+    cloud = torch.randn(1, 50, 3)
+    with pytest.raises(ValueError, match="unknown kNN backend"):
+        knn_indices(cloud, cloud[:, :4], 3, backend="kd")
+    with pytest.raises(ValueError, match="unknown FPS backend"):
+        farthest_point_sample(cloud, 4, backend="kd")
+
+
+# -- bf16 on CPU -----------------------------------------------------------------------------------------------
+from pcpeft.engine.precision import cpu_native_bf16, select_precision  # noqa: E402
+
+#: Documented bound (docs/benchmarks.md): bf16-autocast logits of the full 12-block Point-MAE differ from fp32 by at
+#: most this fraction of the fp32 logits' range (bf16 keeps 8 mantissa bits: ~0.4% per rounding).
+BF16_LOGIT_TOLERANCE = 0.05
+
+
+@pytest.mark.parametrize("method", [None, "adapter_x"])
+def test_bf16_inference_logits_are_within_the_documented_tolerance(method):
+    import pcpeft
+    from pcpeft.peft import get_peft_model
+
+    torch.manual_seed(0)
+    model = pcpeft.create_model("point_mae", num_classes=15, num_group=32, group_size=16, drop_path_rate=0.0)
+    if method:
+        model = get_peft_model(model, method)
+        with torch.no_grad():  # make the adapters matter (they are zero-initialised)
+            for name, p in model.named_parameters():
+                if p.requires_grad and "up_weight" in name:
+                    p.normal_(0, 0.02)
+    model.eval()
+    points = torch.randn(4, 512, 3, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        fp32 = model(points)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            bf16 = model(points)
+    assert bf16.dtype == torch.bfloat16  # autocast really ran the matmuls in bf16
+    scale = (fp32.max() - fp32.min()).item()
+    assert (bf16.float() - fp32).abs().max().item() <= BF16_LOGIT_TOLERANCE * scale
+    assert not torch.equal(bf16.float(), fp32)
+
+
+def test_cpu_bf16_is_opt_in_and_cuda_amp_is_unchanged():
+    assert not select_precision("cpu", amp=True, amp_cpu=False).enabled  # the recipes' amp: true stays fp32 on CPU
+    cpu = select_precision("cpu", amp=False, amp_cpu=True)
+    native, evidence = cpu_native_bf16()
+    assert cpu.enabled == native and (cpu.dtype == torch.bfloat16) == native and evidence in cpu.reason
+    cuda = select_precision("cuda", amp=True, amp_cpu=False)
+    assert cuda.enabled and cuda.dtype == torch.float16
+    assert not select_precision("cuda", amp=False, amp_cpu=True).enabled
+
+
+def _fps_in_child(queue) -> None:
+    cloud = torch.randn(3, 400, 3, generator=torch.Generator().manual_seed(9))
+    queue.put(torch.equal(fps_numba(cloud, 40), fps_torch(cloud, 40)))
+
+
+def test_numba_kernels_run_in_a_forked_worker_after_the_parent_used_them():
+    """DataLoader workers fork after the main process has run the kernels (dataset transforms call FPS)."""
+    import multiprocessing as mp
+
+    fps_numba(torch.randn(2, 300, 3), 30)
+    ctx = mp.get_context("fork")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_fps_in_child, args=(queue,))
+    proc.start()
+    try:
+        assert queue.get(timeout=120) is True
+    finally:
+        proc.join(timeout=60)
+    assert proc.exitcode == 0
