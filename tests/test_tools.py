@@ -52,4 +52,4 @@ def test_grouping_bench_lists_every_cpu_backend():
     from pcpeft.benchmark import bench_grouping
 
     rows = bench_grouping(repeats=1, batch=2)
-    assert {"fps_torch_ms", "fps_fpsample_ms", "knn32_ms"} <= set(rows[0])
+    assert {"fps_torch_ms", "fps_fpsample_ms", "fps_numba_ms", "knn32_torch_ms", "knn32_numba_ms"} <= set(rows[0])
