@@ -66,6 +66,8 @@ def test_recipe_bases_merge_and_round_trip(tmp_path):
 def test_every_recipe_resolves_to_a_buildable_model():
     for path in sorted((ROOT / "cfgs").rglob("*.yaml")):
         config = load_config(path)
+        if config.get("task") == "partseg":
+            continue  # the segmentation recipes: tests/test_partseg_engine.py builds them at full depth
         if "dataset" in config and "name" in config.get("model", {}):
             spec = dict(config["model"])
             model = pcpeft.create_model(spec.pop("name"), **{k: v for k, v in spec.items() if k != "depth"}, depth=1)

@@ -62,9 +62,10 @@ def main() -> None:
     finally:
         cleanup()
     last, best = results["last"] or {}, results["best"] or {}
+    score, name = ("instance_miou", "instance mIoU") if results.get("task") == "partseg" else ("overall_acc", "acc")
     fmt = lambda value: "n/a" if value is None else f"{value:.2f}%"  # noqa: E731
-    print(f"last epoch: {fmt(last.get('overall_acc'))} | best epoch {best.get('epoch')}: "
-          f"{fmt(best.get('overall_acc'))} test (epoch selected on the {results.get('best_chosen_on', 'test')} split)")
+    print(f"last epoch: test {name} {fmt(last.get(score))} | best epoch {best.get('epoch')}: test {name} "
+          f"{fmt(best.get(score))} (epoch selected on the {results.get('best_chosen_on', 'test')} split)")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,8 @@
                                       --adapter experiments/finetune_synthetic/ax/adapter-best --index 0 --out routing.png
     python tools/visualize.py tsne    --config cfgs/finetune_scan_objbg.yaml --ckpts ... --adapter DIR --out tsne.png
     python tools/visualize.py curves  --experiment experiments/<recipe>/<name> --out curves.png
+    python tools/visualize.py parts   --config cfgs/partseg/synthetic.yaml \\
+                                      --adapter experiments/partseg/synthetic/ax/adapter-best --index 0 --out parts.png
 
 3-D pictures are drawn by Open3D's offscreen renderer where it works, by matplotlib otherwise (--renderer picks;
 the choice is logged); t-SNE and curves are matplotlib plots. --interactive also opens the picture in an Open3D
@@ -35,7 +37,7 @@ LOG = logging.getLogger("pcpeft")
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["cloud", "groups", "gallery", "routing", "tsne", "curves"])
+    parser.add_argument("command", choices=["cloud", "groups", "gallery", "routing", "tsne", "curves", "parts"])
     parser.add_argument("cloud_file", nargs="?", metavar="FILE",
                         help="cloud file for cloud / groups / routing (same as --file)")
     source = parser.add_argument_group("what to draw")
@@ -55,7 +57,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     source.add_argument("--per_class", type=int, default=1, help="gallery: samples per class")
     source.add_argument("--experiment", help="curves: experiment folder (TensorBoard events or results.json)")
     source.add_argument("--tags", nargs="*", help="curves: only these scalars")
-    model = parser.add_argument_group("model (routing, tsne)")
+    model = parser.add_argument_group("model (routing, tsne, parts)")
     model.add_argument("--ckpts", default=None, help="pre-trained backbone checkpoint")
     model.add_argument("--adapter", default=None, help="adapter folder from save_pretrained / train.py")
     model.add_argument("--peft", default="adapter_x", help="method when no --adapter is given (random init)")
@@ -80,7 +82,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.cloud_file and args.file and args.cloud_file != args.file:
         parser.error(f"two cloud files given: {args.cloud_file} and --file {args.file}")
     args.file = args.file or args.cloud_file
-    needs = {"routing": "config", "tsne": "config", "gallery": "config", "curves": "experiment"}
+    needs = {"routing": "config", "tsne": "config", "gallery": "config", "curves": "experiment", "parts": "config"}
     if args.command in needs and not getattr(args, needs[args.command]):
         parser.error(f"{args.command} needs --{needs[args.command].replace('config', 'config/--dataset')}")
     if args.command in ("cloud", "groups", "routing") and not (args.file or args.config):
@@ -132,6 +134,29 @@ def load_model(args, config):
     return build_model(config, args.ckpts, args.peft)[0]
 
 
+def part_panels(args, config, dataset) -> list:
+    """Predicted and true parts of sample --index of a part-segmentation recipe's split, side by side."""
+    from pcpeft.engine.partseg_metrics import PartSegMeter, restricted_prediction
+
+    if not hasattr(dataset, "category_parts"):
+        raise UsageError(f"parts needs a part-segmentation recipe (task: partseg); {args.config} reads "
+                         f"{type(dataset).__name__}")
+    if not 0 <= args.index < len(dataset):
+        raise UsageError(f"--index {args.index}: the {args.subset} split has {len(dataset)} shapes")
+    points, category, truth = dataset[args.index]
+    model = load_model(args, config)
+    model.eval()
+    with torch.no_grad():
+        log_probs = model(points[None, :, :3].contiguous(), category.reshape(1))
+    predicted = restricted_prediction(log_probs, category.reshape(1), dataset.category_parts)
+    meter = PartSegMeter(dataset.categories, dataset.category_parts)
+    meter.update(predicted, truth[None], category.reshape(1))
+    miou = meter.compute()["instance_miou"]
+    LOG.info(f"shape {args.index} ({dataset.categories[int(category)]}): mIoU {miou:.1f}")
+    return viz.parts_panels(points.numpy(), predicted[0].numpy(), truth.numpy(),
+                            list(dataset.category_parts[int(category)]), args.point_size or 3.0, miou)
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -176,6 +201,9 @@ def main(argv=None) -> None:
             panels = [viz.cloud_panel(points, mode, values, "", args.point_size or 3.0)]
         elif args.command == "groups":
             panels = [viz.groups_panel(read_source().points, args.num_group, args.group_size, args.point_size or 3.0)]
+        elif args.command == "parts":
+            panels = part_panels(args, config, dataset)
+            columns = 2
         elif args.command == "gallery":
             labels = dataset_labels(dataset)
             names = class_names(dataset, labels)

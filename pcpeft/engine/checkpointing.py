@@ -72,3 +72,35 @@ def load_training_state(path: str | Path) -> dict:
     if not isinstance(state, dict) or "epoch" not in state:
         raise CheckpointError(f"{path} is not a pcpeft training checkpoint (no 'epoch' entry)")
     return state
+
+
+def model_payload(model) -> dict:
+    """Weights a checkpoint of a PeftModel carries: the full backbone for full fine-tuning (a reference-layout
+    ``base_model`` that ``load_checkpoint`` reads), otherwise only the adapter tensors."""
+    if [c.method for c in model.peft_configs] == ["full"]:
+        return {"base_model": model.base_model.state_dict(), "model": None}
+    return {"base_model": None, "model": model.adapter_state_dict()}
+
+
+def restore_model_payload(model, payload: dict, path: str | Path = "<checkpoint>") -> None:
+    """Put a :func:`model_payload` back into ``model``; a payload that does not fit is a clear error."""
+    if payload.get("base_model") is not None:
+        try:
+            model.base_model.load_state_dict(payload["base_model"])
+        except RuntimeError as err:
+            raise CheckpointError(f"{path} does not fit the model: {str(err).splitlines()[0]}") from None
+    elif payload.get("model") is not None:
+        missing = set(model.adapter_state_dict()) - set(payload["model"])
+        if missing:
+            raise CheckpointError(f"{path} lacks adapter tensors {sorted(missing)[:5]}")
+        try:
+            model.load_state_dict(payload["model"], strict=False)
+        except RuntimeError as err:
+            raise CheckpointError(f"{path} does not fit the model: {str(err).splitlines()[0]}") from None
+
+
+def save_best(model, exp_dir: Path) -> None:
+    """The best epoch's ``ckpt-best.pth`` and, for a PEFT method, its adapter folder ``adapter-best/``."""
+    save_atomic({"peft": [c.to_dict() for c in model.peft_configs], **model_payload(model)}, exp_dir / "ckpt-best.pth")
+    if [c.method for c in model.peft_configs] != ["full"]:
+        model.save_pretrained(exp_dir / "adapter-best")

@@ -14,8 +14,11 @@ from ..datasets.demo_shapes import ensure_demo_dataset
 from .config import ConfigError
 
 DATASETS = ("ScanObjectNN", "ModelNet40", "ModelNetFewShot", "SyntheticDemo", "Digits", "ImageFolder", "VTAB",
-            "PointCloudFolder")
+            "PointCloudFolder", "ShapeNetPart", "SyntheticParts")
 IMAGE_DATASETS = ("Digits", "ImageFolder", "VTAB")
+#: part-segmentation data sets (items: points, category, part labels)
+PART_DATASETS = ("ShapeNetPart", "SyntheticParts")
+SYNTHETIC_DATASETS = ("SyntheticDemo", "SyntheticParts")
 
 
 def build_dataset(spec: dict, subset: str, seed: int | None = None) -> Dataset:
@@ -37,6 +40,8 @@ def build_dataset(spec: dict, subset: str, seed: int | None = None) -> Dataset:
         return ModelNetFewShot(root, spec["way"], spec["shot"], spec["fold"], subset)
     if name == "PointCloudFolder":
         return point_folder(spec, subset)
+    if name in PART_DATASETS:
+        return part_dataset(spec, subset, seed)
     ensure_demo_dataset(root, spec.get("train_per_class"), spec.get("test_per_class"), spec.get("generator_seed"))
     return ScanObjectNN(root, "OBJ_BG", subset, num_classes=len(DEMO_CLASSES), seed=seed, class_names=DEMO_CLASSES)
 
@@ -52,8 +57,27 @@ def point_folder(spec: dict, subset: str) -> Dataset:
     return PointCloudFolder(spec["root"], subset, **{k: spec[k] for k in FOLDER_OPTIONS if k in spec})
 
 
+def part_dataset(spec: dict, subset: str, seed: int | None = None) -> Dataset:
+    """A ShapeNetPart-layout split: ``train`` is the recipe's ``train_split`` (the official ``trainval``, or
+    ``train`` to keep ``val`` for choosing), ``val`` and ``test`` the data set's own. The synthetic parts set is
+    generated under its root first (regenerated when its settings change)."""
+    from ..datasets.shapenet_part import ShapeNetPart
+
+    if spec["name"] == "SyntheticParts":
+        from ..datasets.demo_parts import ensure_parts_dataset
+
+        ensure_parts_dataset(spec["root"], spec["train_per_category"], spec["val_per_category"],
+                             spec["test_per_category"], spec["generator_seed"])
+    split = spec["train_split"] if subset == "train" else subset
+    return ShapeNetPart(spec["root"], split, npoints=spec["npoints"], normal_channel=spec["normal_channel"],
+                        seed=0 if seed is None else seed)
+
+
 def validation_dataset(spec: dict) -> Dataset | None:
-    """The given validation split of a data set (a PointCloudFolder with ROOT/val/), else None."""
+    """The given validation split of a data set (a PointCloudFolder with ROOT/val/; a part data set trained on
+    its ``train`` split: its ``val``), else None."""
+    if spec.get("name") in PART_DATASETS:
+        return part_dataset(spec, "val") if spec["train_split"] == "train" else None
     if spec.get("name") != "PointCloudFolder" or not (Path(spec["root"]) / "val").is_dir():
         return None
     return point_folder(spec, "val")

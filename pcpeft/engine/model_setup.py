@@ -100,7 +100,7 @@ def load_for_test(settings: Settings | dict, ckpts: str | None, adapter: str | N
     """Model for ``tools/test.py``: a pcpeft training checkpoint, an adapter folder on a pretrained backbone (or on
     the random initialisation its run started from), or an official fine-tuned checkpoint."""
     settings = as_settings(settings)
-    from .trainer import seed_everything
+    from .seeding import seed_everything
 
     if adapter:
         record = _run_record(adapter)

@@ -28,12 +28,15 @@ def build_optimizer(model: nn.Module, lr: float = 5e-4, weight_decay: float = 0.
 
 
 class CosineWarmupSchedule:
-    """lr(epoch) for a per-epoch step; ``state_dict``/``load_state_dict`` for exact resume."""
+    """lr(epoch) for a per-epoch step; ``state_dict``/``load_state_dict`` for exact resume.
+
+    ``cosine_epochs`` (default ``epochs``): the length of the cosine; later epochs run at ``min_lr`` (the official
+    ShapeNetPart script: a 100-epoch cosine, ``cycle_limit=1``, in a 300-epoch run)."""
 
     def __init__(self, optimizer: torch.optim.Optimizer, epochs: int, warmup_epochs: int = 10,
-                 warmup_lr: float = 1e-6, min_lr: float = 1e-6) -> None:
+                 warmup_lr: float = 1e-6, min_lr: float = 1e-6, cosine_epochs: int | None = None) -> None:
         self.optimizer = optimizer
-        self.epochs, self.warmup_epochs = epochs, warmup_epochs
+        self.epochs, self.warmup_epochs = cosine_epochs or epochs, warmup_epochs
         self.warmup_lr, self.min_lr = warmup_lr, min_lr
         self.base_lrs = [group.get("initial_lr", group["lr"]) for group in optimizer.param_groups]
         for group, base in zip(optimizer.param_groups, self.base_lrs):

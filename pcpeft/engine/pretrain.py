@@ -20,7 +20,7 @@ from .data import build_dataset
 from .optim import CosineWarmupSchedule, build_optimizer
 from .run_folder import RunFolder
 from .schema import validate_recipe
-from .trainer import epoch_seed, seed_everything
+from .seeding import epoch_seed, seed_everything
 
 LOG = logging.getLogger("pcpeft")
 

@@ -59,7 +59,7 @@ def backbone_file_record(ckpts: str | os.PathLike) -> dict:
 @contextmanager
 def _seeded(seed: int) -> Iterator[None]:
     """Seed python, numpy and torch as the trainer does, restoring the caller's random states afterwards."""
-    from .trainer import seed_everything
+    from .seeding import seed_everything
 
     py_state, np_state = random.getstate(), np.random.get_state()
     with torch.random.fork_rng(devices=[]):
@@ -133,7 +133,7 @@ def load_run(run_dir: str | os.PathLike, backbone: str | os.PathLike | None = No
     """
     from .model_setup import create_backbone, load_pretrained
     from .schema import validate_recipe
-    from .trainer import restore_model_payload
+    from .checkpointing import restore_model_payload
 
     if checkpoint not in ("best", "last"):
         raise RunLoadError(f"checkpoint must be 'best' or 'last', got {checkpoint!r}")

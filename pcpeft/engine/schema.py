@@ -54,6 +54,8 @@ class SchedulerSettings(Section):
     warmup_epochs: int = Field(10, ge=0)
     warmup_lr: float = Field(1e-6, ge=0)
     min_lr: float = Field(1e-6, ge=0)
+    cosine_epochs: Optional[int] = Field(None, ge=1, description="length of the cosine (default: epochs); later "
+                                                                 "epochs run at min_lr")
 
 
 class AugmentationSettings(Section):
@@ -116,6 +118,27 @@ class PointCloudFolderSettings(PointDataset):
     cache_dir: Optional[str] = Field(None, description="default: ROOT/.pcpeft-cache")
 
 
+class ShapeNetPartSettings(PointDataset):
+    """The official ShapeNetPart folder (``shapenetcore_partanno_segmentation_benchmark_v0_normal``)."""
+
+    npoints: int = Field(2048, ge=1)
+    normal_channel: bool = Field(False, description="feed the normals too (the official default: xyz only)")
+    train_split: Literal["trainval", "train"] = Field(
+        "trainval", description="trainval: the official training data, best epoch chosen on test (flagged); "
+                                "train: keep the val split to choose the best epoch on")
+
+
+class SyntheticPartsSettings(ShapeNetPartSettings):
+    """The embedded synthetic part-segmentation set (ShapeNetPart layout; generated on first use)."""
+
+    npoints: int = Field(1024, ge=1)
+    train_split: Literal["trainval", "train"] = "train"
+    train_per_category: int = Field(40, ge=1)
+    val_per_category: int = Field(10, ge=1)
+    test_per_category: int = Field(15, ge=1)
+    generator_seed: int = 0
+
+
 class ImageDataset(Section):
     name: str
     root: Optional[str] = None
@@ -132,8 +155,10 @@ class VTABSettings(ImageDataset):
 DATASET_SECTIONS: dict[str, type[Section]] = {
     "ScanObjectNN": ScanObjectNNSettings, "ModelNet40": ModelNet40Settings, "ModelNetFewShot": ModelNetFewShotSettings,
     "SyntheticDemo": SyntheticDemoSettings, "Digits": ImageDataset, "ImageFolder": ImageDataset, "VTAB": VTABSettings,
-    "PointCloudFolder": PointCloudFolderSettings,
+    "PointCloudFolder": PointCloudFolderSettings, "ShapeNetPart": ShapeNetPartSettings,
+    "SyntheticParts": SyntheticPartsSettings,
 }
+PART_DATASETS = ("ShapeNetPart", "SyntheticParts")
 
 PeftSpecSetting = Union[None, str, dict[str, Any], list[Union[str, dict[str, Any]]]]
 
@@ -141,6 +166,7 @@ PeftSpecSetting = Union[None, str, dict[str, Any], list[Union[str, dict[str, Any
 class Recipe(Section):
     """A whole recipe after ``_base_`` merging and ``--opts``; ``model`` and ``dataset`` are checked separately."""
 
+    task: Literal["classification", "partseg"] = Field("classification", description="what the model predicts")
     model: dict[str, Any] = Field(default_factory=dict)
     dataset: dict[str, Any]
     peft: PeftSpecSetting = None
@@ -161,6 +187,7 @@ class Settings:
         self.train, self.test = recipe.train, recipe.test
         self.optimizer, self.scheduler = recipe.optimizer, recipe.scheduler
         self.augmentation, self.pretrain, self.peft = recipe.augmentation, recipe.pretrain, recipe.peft
+        self.task = recipe.task
 
     @property
     def model_name(self) -> str:
@@ -315,10 +342,24 @@ def validate_recipe(config: dict, source: str = "recipe", task: Literal["finetun
     classes_unknown = False
     if task == "finetune":
         config, classes_unknown = _with_folder_classes(config)
-    needs_classes = task == "finetune" and not classes_unknown
+    needs_classes = task == "finetune" and not classes_unknown and recipe.task == "classification"
+    if task == "finetune" and isinstance(config.get("model"), dict):
+        _check_task(recipe.task, config["model"].get("name", "point_mae"), config["dataset"].get("name"), source)
     model = _validate_model(config.get("model", {}), source, needs_classes=needs_classes)
     dataset = _validate_dataset(config["dataset"], source)
     return Settings(recipe, model, dataset, config)
+
+
+def _check_task(task: str, model: str, dataset: str | None, source: str) -> None:
+    """A part-segmentation recipe needs a ``*_partseg`` model and a part data set, and only it may use them."""
+    seg_model, seg_data = str(model).endswith("_partseg"), dataset in PART_DATASETS
+    if task == "partseg" and not (seg_model and seg_data):
+        raise ConfigError(f"{source}: invalid recipe: task partseg needs a part-segmentation model (model.name "
+                          f"point_mae_partseg, point_bert_partseg or act_partseg; got {model!r}) and a part data set "
+                          f"({', '.join(PART_DATASETS)}; got {dataset!r})")
+    if task == "classification" and (seg_model or seg_data):
+        raise ConfigError(f"{source}: invalid recipe: model {model!r} / dataset {dataset!r} are for part "
+                          f"segmentation: set `task: partseg`")
 
 
 def validate_dataset_recipe(config: dict, source: str = "recipe") -> Section:

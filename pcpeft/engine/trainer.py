@@ -5,16 +5,14 @@ path) is seeded from (seed, e) at the start of the epoch, so a run resumed from 
 epoch continues bit-identically on CPU. Checkpoints are written atomically after every epoch.
 
 Honest reporting: the test split is evaluated after every ``train.eval_every`` epochs. ``results.json`` gives the
-last epoch's numbers next to the best epoch's, and says that the "best" one was selected on the test split (as
-the reference repos do) and is therefore optimistic.
+last epoch's numbers next to the best epoch's, chosen on the validation split when there is one; otherwise it
+says that the "best" one was selected on the test split (as the reference repos do) and is therefore optimistic.
+
+The task (classification, part segmentation: :mod:`.tasks`) supplies batches' loss, predictions and metrics.
 """
 from __future__ import annotations
 
-import json
 import logging
-import math
-import os
-import random
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -23,33 +21,33 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, RandomSampler
 from torch.utils.data.distributed import DistributedSampler
 
 from ..datasets.errors import DatasetError
-from ..models.checkpoints import CheckpointError
 from ..peft import PeftModel
-from .checkpointing import load_training_state, save_atomic
+from .checkpointing import load_training_state, model_payload, restore_model_payload, save_atomic, save_best
 from .config import ConfigError, save_config
-from .data import (batch_transforms, build_dataset, dataset_record, describe_augmentation, is_image_config,
-                   validation_dataset)
+from .data import SYNTHETIC_DATASETS, build_dataset, dataset_record, is_image_config, validation_dataset
 from .distributed import barrier, init_distributed
-from .evaluate import compute_metrics, predict, predict_vote
+from .jsonfile import json_safe, write_json
 from .model_setup import build_model, load_for_test
 from .optim import CosineWarmupSchedule, build_optimizer
 from .run_folder import RunFolder, experiment_dir
 from .schema import Settings, as_settings, validate_recipe
+from .seeding import epoch_seed, seed_everything
+from .tasks import smoothed_cross_entropy, task_for
 from .validation_split import split_train_val
 
 LOG = logging.getLogger("pcpeft")
 
-BEST_NOTE = ("'best' is the epoch with the highest test accuracy, i.e. selected on the test split as the reference "
-             "repos do; it is optimistic. 'last' is the final epoch's accuracy.")
-BEST_NOTE_VAL = ("'best' is the epoch with the highest accuracy on the validation split carved from the training data "
-                 "(dataset.val_fraction); its test accuracy is reported, and the test split chose nothing. 'last' is the "
-                 "final epoch's accuracy.")
+BEST_NOTE = ("'best' is the epoch with the highest test score (accuracy; instance mIoU for part segmentation), "
+             "i.e. selected on the test split as the reference repos do; it is optimistic. 'last' is the final "
+             "epoch's.")
+BEST_NOTE_VAL = ("'best' is the epoch with the highest score on the validation split (carved from the training data "
+                 "by dataset.val_fraction, or the data set's own); its test numbers are reported, and the test split "
+                 "chose nothing. 'last' is the final epoch's.")
 
 
 @dataclass
@@ -88,50 +86,6 @@ class History:
     last: dict = field(default_factory=dict)
 
 
-def epoch_seed(seed: int, epoch: int) -> int:
-    return (seed * 1_000_003 + epoch * 7919 + 17) % (2 ** 31)
-
-
-def seed_everything(seed: int) -> torch.Generator:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    return torch.Generator().manual_seed(seed)
-
-
-def smoothed_cross_entropy(logits: torch.Tensor, target: torch.Tensor, eps: float) -> torch.Tensor:
-    """Point-BERT's label smoothing: 1-eps on the target, eps/(C-1) elsewhere (eps=0: plain cross-entropy)."""
-    if eps <= 0:
-        return F.cross_entropy(logits, target)
-    one_hot = torch.zeros_like(logits).scatter(1, target.view(-1, 1), 1)
-    soft = one_hot * (1 - eps) + (1 - one_hot) * eps / (logits.shape[1] - 1)
-    return -(soft * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
-
-
-def _model_payload(model: PeftModel) -> dict:
-    """Weights a checkpoint carries: the full backbone for full fine-tuning (a reference-layout ``base_model``
-    that ``load_checkpoint`` reads), otherwise only the adapter tensors."""
-    if [c.method for c in model.peft_configs] == ["full"]:
-        return {"base_model": model.base_model.state_dict(), "model": None}
-    return {"base_model": None, "model": model.adapter_state_dict()}
-
-
-def restore_model_payload(model: PeftModel, payload: dict, path: str | Path = "<checkpoint>") -> None:
-    if payload.get("base_model") is not None:
-        try:
-            model.base_model.load_state_dict(payload["base_model"])
-        except RuntimeError as err:
-            raise CheckpointError(f"{path} does not fit the model: {str(err).splitlines()[0]}") from None
-    elif payload.get("model") is not None:
-        missing = set(model.adapter_state_dict()) - set(payload["model"])
-        if missing:
-            raise CheckpointError(f"{path} lacks adapter tensors {sorted(missing)[:5]}")
-        try:
-            model.load_state_dict(payload["model"], strict=False)
-        except RuntimeError as err:
-            raise CheckpointError(f"{path} does not fit the model: {str(err).splitlines()[0]}") from None
-
-
 def _setup_logging(exp_dir: Path, main: bool) -> None:
     LOG.setLevel(logging.INFO)
     LOG.handlers.clear()
@@ -157,24 +111,6 @@ def _check_resume(state: dict, config: dict, options: RunOptions, model: PeftMod
     if state.get("peft") is not None and state["peft"] != methods_now:
         raise ConfigError(f"--resume: {path} was trained with the method(s) "
                           f"{[m['method'] for m in state['peft']]} {state['peft']}, not {methods_now}")
-
-
-def _json_safe(value: Any) -> Any:
-    """NaN / infinity -> None, recursively, so results.json is always valid JSON."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value
-
-
-def write_json(path: Path, payload: Any) -> None:
-    """Write ``payload`` as strict JSON (no bare NaN), atomically."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(_json_safe(payload), indent=2, allow_nan=False))
-    os.replace(tmp, path)
 
 
 def _check_data(train_set, test_set, settings: Settings, per_rank_batch: int) -> None:
@@ -239,7 +175,8 @@ def _train(settings: Settings, config: dict, options: RunOptions, exp_dir: Path,
     LOG.info(f"method {methods}: trainable {trainable:,} / {total:,} ({100 * trainable / total:.3f}%)")
 
     train_set = build_dataset(settings.dataset_spec, "train", seed=options.seed)
-    data_record = dataset_record(train_set, exp_dir if main else None, settings.num_classes)  # + split.json
+    task = task_for(settings)
+    data_record = dataset_record(train_set, exp_dir if main else None, task.num_classes)  # + split.json
     train_set, val_set = split_train_val(train_set, settings.val_fraction, getattr(settings.dataset, "val_seed", 0))
     if val_set is None:
         val_set = validation_dataset(settings.dataset_spec)  # a PointCloudFolder's ROOT/val/
@@ -247,11 +184,12 @@ def _train(settings: Settings, config: dict, options: RunOptions, exp_dir: Path,
     tcfg = settings.train
     per_rank_batch = max(1, tcfg.batch_size // world)
     _check_data(train_set, test_set, settings, per_rank_batch)
+    task.check_data(model, train_set)
     epochs = settings.scheduler.epochs
 
     optimizer = build_optimizer(model, settings.optimizer.lr, settings.optimizer.weight_decay)
     schedule = CosineWarmupSchedule(optimizer, epochs, settings.scheduler.warmup_epochs, settings.scheduler.warmup_lr,
-                                    settings.scheduler.min_lr)
+                                    settings.scheduler.min_lr, settings.scheduler.cosine_epochs)
     from .precision import log_precision, select_precision
 
     precision = log_precision(select_precision(device, tcfg.amp, tcfg.amp_cpu))  # CUDA fp16 / opt-in CPU bf16
@@ -299,18 +237,16 @@ def _train(settings: Settings, config: dict, options: RunOptions, exp_dir: Path,
             sampler = RandomSampler(train_set, generator=generator)
         loader = DataLoader(train_set, batch_size=per_rank_batch, sampler=sampler, drop_last=tcfg.drop_last,
                             num_workers=tcfg.num_workers)
-        transform, eval_transform = batch_transforms(config, generator)
+        transform, eval_transform = task.transforms(generator)
         model.train()
         losses, aux_losses, correct, seen = [], [], 0, 0
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{epochs}", disable=not (main and options.progress), leave=False)
-        for points, labels in bar:
+        for batch in bar:
             start = time.perf_counter()
-            points, labels = transform(points.to(device)), labels.to(device)
             with precision.autocast():
-                logits = train_model(points)
-                loss = smoothed_cross_entropy(logits.float(), labels, tcfg.label_smoothing)
+                step = task.training_loss(train_model, batch, transform, device)
                 aux = model.aux_loss()
-                total_loss = loss + tcfg.aux_loss_weight * aux
+                total_loss = step.loss + tcfg.aux_loss_weight * aux
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(total_loss).backward()
             if tcfg.grad_clip:
@@ -319,28 +255,27 @@ def _train(settings: Settings, config: dict, options: RunOptions, exp_dir: Path,
             scaler.step(optimizer)
             scaler.update()
             step_times.append(time.perf_counter() - start)
-            losses.append(loss.item())
+            losses.append(step.loss.item())
             aux_losses.append(float(aux.detach()))
-            correct += int((logits.argmax(1) == labels).sum())
-            seen += len(labels)
+            correct, seen = correct + step.correct, seen + step.seen
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
         record = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"], "train_loss": float(np.mean(losses)),
                   "aux_loss": float(np.mean(aux_losses)), "train_acc": 100.0 * correct / max(seen, 1)}
         if (epoch + 1) % tcfg.eval_every == 0 or epoch + 1 == epochs:
-            logits, labels = predict(model, test_set, eval_transform, device, per_rank_batch, tcfg.num_workers, rank,
-                                     world)
-            metrics = compute_metrics(logits, labels, settings.num_classes)
-            record.update(test_acc=metrics["overall_acc"], test_mean_class_acc=metrics["mean_class_acc"])
+            evaluate = lambda data: task.evaluate(model, data, eval_transform, device, per_rank_batch,  # noqa: E731
+                                                  tcfg.num_workers, rank, world)
+            metrics = evaluate(test_set)
+            record.update(task.summary(metrics, "test"))
+            chooser = task.score
             if val_set is not None:
-                val_logits, val_labels = predict(model, val_set, eval_transform, device, per_rank_batch,
-                                                 tcfg.num_workers, rank, world)
-                metrics["val_acc"] = compute_metrics(val_logits, val_labels, settings.num_classes)["overall_acc"]
-                record["val_acc"] = metrics["val_acc"]
-            chooser = "val_acc" if val_set is not None else "overall_acc"
+                val_metrics = evaluate(val_set)
+                chooser = task.val_score
+                metrics[chooser] = val_metrics[task.score]
+                record.update(task.summary(val_metrics, "val"))
             if not history.best or metrics[chooser] > history.best[chooser]:
                 history.best = {"epoch": epoch, **metrics}
                 if main:
-                    _save_best(model, exp_dir)
+                    save_best(model, exp_dir)
             history.last = {"epoch": epoch, **metrics}
         history.epochs.append(record)
         if main:
@@ -350,7 +285,7 @@ def _train(settings: Settings, config: dict, options: RunOptions, exp_dir: Path,
                     writer.add_scalar(key, value, epoch)
             save_atomic({"epoch": epoch, "config": config, "run": provenance,
                          "peft": [c.to_dict() for c in model.peft_configs],
-                         **_model_payload(model), "optimizer": optimizer.state_dict(),
+                         **model_payload(model), "optimizer": optimizer.state_dict(),
                          "scheduler": schedule.state_dict(), "scaler": scaler.state_dict() if use_amp else None,
                          "history": history.epochs, "best": history.best, "last": history.last},
                         last_ckpt)
@@ -358,31 +293,23 @@ def _train(settings: Settings, config: dict, options: RunOptions, exp_dir: Path,
     if writer is not None:
         writer.close()
     finished = stop_at == epochs
-    results = _results(settings, options, model, history, step_times, finished, trainable, total,
+    results = _results(settings, task, options, model, history, step_times, finished, trainable, total,
                        validated=val_set is not None)
     if main:
         write_json(exp_dir / "results.json", results)
         LOG.info(f"results: {exp_dir / 'results.json'}")
-    return _json_safe(results)
+    return json_safe(results)
 
 
-def _save_best(model: PeftModel, exp_dir: Path) -> None:
-    save_atomic({"peft": [c.to_dict() for c in model.peft_configs], **_model_payload(model)}, exp_dir / "ckpt-best.pth")
-    if [c.method for c in model.peft_configs] != ["full"]:
-        model.save_pretrained(exp_dir / "adapter-best")
-
-
-def _results(settings: Settings, options, model, history, step_times, finished, trainable, total,
+def _results(settings: Settings, task, options, model, history, step_times, finished, trainable, total,
              validated: bool = False) -> dict:
     images = is_image_config(settings.raw)
     spec = settings.dataset_spec
-    augmentation = settings.augmentation.model_dump()
     return {
-        "dataset": spec.get("name"), "split": spec.get("split"), "synthetic": spec.get("name") == "SyntheticDemo",
+        "task": task.name, "dataset": spec.get("name"), "split": spec.get("split"),
+        "synthetic": spec.get("name") in SYNTHETIC_DATASETS,
         "modality": "images" if images else "points", "npoints": None if images else spec.get("npoints"),
-        "voting": False,
-        "augmentation": ("hflip" if augmentation["hflip"] else "none") if images else describe_augmentation(
-            augmentation),
+        "voting": False, "augmentation": task.describe_augmentation(),
         "seed": options.seed, "methods": [c.method for c in model.peft_configs], "pretrained": options.ckpts,
         "trainable_parameters": trainable, "total_parameters": total, "trainable_percent": 100 * trainable / total,
         "epochs_run": len(history.epochs), "finished": finished,
@@ -396,7 +323,8 @@ def _results(settings: Settings, options, model, history, step_times, finished, 
 
 def evaluate_run(config: dict | Settings, model: PeftModel, device: torch.device, vote: bool, times: int = 10,
                  seed: int = 0) -> dict:
-    """Test accuracy of ``model`` on the recipe's test split, one pass or voting (``times`` >= 1 re-samples)."""
+    """The task's test metrics of ``model`` on the recipe's test split: one pass, or voting (``times`` >= 1
+    re-samples; classification only)."""
     settings = as_settings(config)
     if times < 1:
         raise ConfigError(f"--vote_times {times}: voting needs at least one pass")
@@ -405,19 +333,10 @@ def evaluate_run(config: dict | Settings, model: PeftModel, device: torch.device
     test_set = build_dataset(spec, "test")
     if len(test_set) == 0:
         raise DatasetError(f"the test split of {spec.get('name')} (root {spec.get('root')}) is empty")
-    npoints = spec.get("npoints")
-    batch = settings.eval_batch_size
-    if vote and is_image_config(settings.raw):
-        raise ConfigError("voting re-samples point clouds; it does not apply to image datasets")
-    if vote:
-        logits, labels = predict_vote(model, test_set, npoints, device, times, batch, seed, rank=rank, world=world)
-    else:
-        logits, labels = predict(model, test_set, batch_transforms(settings.raw, torch.Generator())[1], device, batch,
-                                 rank=rank, world=world)
-    metrics = compute_metrics(logits, labels, settings.num_classes)
-    return _json_safe({"dataset": spec.get("name"), "split": spec.get("split"), "npoints": npoints,
-                       "voting": vote, "vote_times": times if vote else None, **metrics})
+    metrics = task_for(settings).test(model, test_set, device, vote, times, seed, rank, world)
+    return json_safe({"dataset": spec.get("name"), "split": spec.get("split"), "npoints": spec.get("npoints"),
+                      "task": settings.task, "voting": vote, "vote_times": times if vote else None, **metrics})
 
 
 __all__ = ["RunOptions", "build_model", "train", "load_for_test", "evaluate_run", "smoothed_cross_entropy",
-           "write_json"]
+           "write_json", "epoch_seed", "seed_everything", "restore_model_payload"]

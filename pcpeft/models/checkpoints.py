@@ -32,7 +32,7 @@ from ..errors import UserError
 from ..io.safe_pickle import RefusedPickleError
 from ..io.safe_torch import safe_torch_load
 
-WRAPPING_KEYS = ("base_model", "model", "state_dict", "model_state", "module")
+WRAPPING_KEYS = ("base_model", "model", "state_dict", "model_state", "model_state_dict", "module")
 
 
 class CheckpointError(UserError, RuntimeError):

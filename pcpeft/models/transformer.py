@@ -239,14 +239,26 @@ class BlockStack(nn.ModuleList):
 
         Each block is told how many tokens the hooks have inserted so far (they sit after position 0).
         """
-        length = x.shape[1]
+        return self.forward_taps(x, pos, (len(self) - 1,))[0]
+
+    def forward_taps(self, x: torch.Tensor, pos: torch.Tensor | None, taps: Sequence[int]) -> list[torch.Tensor]:
+        """Like ``forward``, but returns the stream after each block in ``taps`` (ascending indices; negative
+        ones count from the end), each (B, T + added so far, D). Blocks after the last tap do not run."""
+        wanted = sorted({t % len(self) for t in taps})
+        if not wanted or len(wanted) != len(taps):
+            raise ValueError(f"taps {list(taps)} must be distinct block indices of a stack of depth {len(self)}")
+        length, out = x.shape[1], []
         for index, block in enumerate(self):
+            if index > wanted[-1]:
+                break
             for hook in self._sequence_hooks:
                 x, pos = hook.before_block(index, x, pos)
             x = block(x if pos is None else x + pos, x.shape[1] - length)
             for hook in self._sequence_hooks:
                 x, pos = hook.after_block(index, x, pos)
-        return x
+            if index in wanted:
+                out.append(x)
+        return out
 
 
 class TransformerEncoder(nn.Module):

@@ -148,6 +148,8 @@ class PeftModel(nn.Module):
         if any(c.train_head for c in configs) and classifier:
             patterns.append(f"{classifier}.*")
             patterns += getattr(base, "head_extra_patterns", ())  # e.g. PointGPT's cls_norm before the head
+        if any(c.train_head for c in configs):
+            patterns += getattr(base, "head_parameter_patterns", ())  # a head of several modules (segmentation)
         if any(c.train_cls_token for c in configs) and hasattr(base, "cls_token"):
             # cls_pos too: pre-training files (Point-MAE) do not hold it, so a frozen one would stay a random init
             # that no adapter file could be restored onto

@@ -49,6 +49,8 @@ class PositionalPrompts(nn.Module):
     Sequence (B, P + 2G, D): P prefix tokens, G patch tokens, G prompt tokens.
     """
 
+    appends_tokens = True  # the prompts follow the patches (a segmentation model strips them from the end)
+
     def __init__(self, dim: int, prefix: int, hidden: int = 256) -> None:
         super().__init__()
         self.prefix = prefix
@@ -105,7 +107,7 @@ class PPTConfig(PeftConfig):
         backbone.block_stack.add_sequence_hook(hook)
         set_pooling(backbone, "ppt", TokenPooling("cls, mean of patches, mean of prompts", _cls_mean_mean),
                     3 * backbone.embed_dim)
-        if self.gelu_head:
+        if self.gelu_head and backbone.classifier_name:  # a segmentation model has no classification head
             head = backbone.get_submodule(backbone.classifier_name)
             for name, module in list(head.named_children()):
                 if isinstance(module, nn.ReLU):

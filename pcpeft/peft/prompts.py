@@ -135,7 +135,7 @@ class IDPTConfig(PeftConfig):
             raise PeftError(f"idpt prompt_layer must be a block index in [-{depth}, {depth}), got {self.prompt_layer}")
         if self.head_input not in HEAD_INPUTS:
             raise PeftError(f"idpt head_input must be one of {HEAD_INPUTS}, got {self.head_input!r}")
-        if getattr(backbone, "num_prefix_tokens", 1) != 1:
+        if getattr(backbone, "num_prefix_tokens", 1) > 1:  # 0: the cls-less segmentation stack
             raise PeftError("idpt reads the tokens after a single cls token; this backbone has "
                             f"{backbone.num_prefix_tokens} global tokens")
         hook = InstancePrompt(backbone.embed_dim, self.prompt_layer % depth, self.k)

@@ -49,6 +49,21 @@ def groups_panel(points: np.ndarray, num_group: int = 32, group_size: int = 32, 
                       f"{num_group} FPS groups x {group_size} nearest points")
 
 
+def parts_panels(points: np.ndarray, predicted: np.ndarray, truth: np.ndarray, part_ids: list[int],
+                 point_size: float = 3.0, miou: float | None = None) -> list[CloudPanel]:
+    """Two panels of one shape (N, C >= 3): coloured by predicted part and by true part (N,) global part ids,
+    one colour per part of its category (``part_ids``), the same colour for the same part in both."""
+    palette = distinct_colors(len(part_ids))
+    slot = {part: index for index, part in enumerate(part_ids)}
+    unknown = sorted((set(np.unique(predicted).tolist()) | set(np.unique(truth).tolist())) - set(slot))
+    if unknown:
+        raise ValueError(f"part labels {unknown} are not parts of the shape's category {part_ids}")
+    colours = [palette[np.vectorize(slot.get)(labels)] for labels in (predicted, truth)]
+    score = "" if miou is None else f" (shape mIoU {miou:.1f})"
+    return [CloudPanel([PointLayer(points[:, :3], colours[0], point_size)], f"predicted parts{score}"),
+            CloudPanel([PointLayer(points[:, :3], colours[1], point_size)], "true parts")]
+
+
 def fps_index(points: np.ndarray, count: int) -> np.ndarray:
     """(count,) indices of the first ``count`` farthest points of a cloud (N, C >= 3), as the data pipeline
     subsamples; all N indices when N <= count."""
