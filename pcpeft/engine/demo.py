@@ -2,7 +2,7 @@
 full fine-tuning from a random initialisation with the same budget) -> one honest table, a routing picture and
 ``results.json``.
 
-The setting is the one PEFT is for: self-supervised pre-training on a larger unlabeled pool (1,200 synthetic
+The setting is the one PEFT is for: self-supervised pre-training on a larger unlabeled pool (3,000 synthetic
 clouds, labels unused; done once by ``tools/pretrain.py`` with ``cfgs/pretrain_synthetic.yaml`` and shipped as
 ``pcpeft/assets/demo_backbone.safetensors``, sha256-checked before use), then fine-tuning with few labels. Each
 run holds out a validation split from its training data (``dataset.val_fraction``); the epoch is chosen on it and
@@ -176,9 +176,15 @@ def check_targets(rows: list[dict], merged: float) -> list[dict]:
     return targets
 
 
+def pretraining_pool_size() -> int:
+    """Clouds in the unlabeled pre-training pool of ``cfgs/pretrain_synthetic.yaml``."""
+    return load_config(PRETRAIN_RECIPE)["dataset"]["train_per_class"] * len(CLASSES)
+
+
 def format_table(summary: dict) -> str:
     rows = summary["rows"]
-    lines = [f"SYNTHETIC demo set (procedural shapes, {len(CLASSES)} classes): backbone pre-trained on 1,200 unlabeled "
+    lines = [f"SYNTHETIC demo set (procedural shapes, {len(CLASSES)} classes): backbone pre-trained on "
+             f"{pretraining_pool_size():,} unlabeled "
              f"clouds; fine-tuned on the labelled training split minus a validation split (a quarter of each class). "
              f"Test accuracy, not a benchmark result.", "",
              "| method | init | trainable % | val acc | test acc (epoch chosen on val) | test acc (last epoch) |",
