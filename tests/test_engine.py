@@ -163,13 +163,15 @@ def modelnet_root(tmp_path, classes=3, per_class=4):
 
 
 def test_training_on_modelnet_layout_lowers_the_loss(tmp_path):
-    config = tiny_config(None, epochs=4)
+    config = tiny_config(None, epochs=6)
     config["dataset"] = {"name": "ModelNet40", "root": str(modelnet_root(tmp_path)), "cache_points": 400,
                          "npoints": 256}
     config["model"]["num_classes"] = 3
     results, _ = run(config, tmp_path, peft="ssf")
     losses = [e["train_loss"] for e in results["history"]]
-    assert losses[-1] < losses[0], losses
+    # one epoch's loss is noisy on 12 clouds (over seeds 0-4 an epoch went back above the first); the mean of the
+    # last three was below the first by 0.18-0.61 (measured, torch 2.13), so this holds under other numerics too
+    assert np.mean(losses[-3:]) < losses[0], losses
 
 
 def test_fewshot_training_lowers_the_loss(tmp_path):

@@ -55,12 +55,14 @@ def test_digits_default_is_real_bundled_data_with_a_fixed_split():
 def test_short_vit_run_on_digits_beats_chance_clearly(tmp_path):
     config = {"model": {"name": "vit_tiny_patch16_224", "num_classes": 10, "img_size": 32, "patch_size": 8,
                         "depth": 2, "drop_path_rate": 0.0},
-              "dataset": {"name": "Digits", "img_size": 32}, "optimizer": {"lr": 2e-3, "weight_decay": 0.05},
-              "scheduler": {"epochs": 4, "warmup_epochs": 0}, "train": {"batch_size": 64, "num_workers": 0}}
+              "dataset": {"name": "Digits", "img_size": 32}, "optimizer": {"lr": 1e-3, "weight_decay": 0.05},
+              "scheduler": {"epochs": 6, "warmup_epochs": 1}, "train": {"batch_size": 64, "num_workers": 0}}
+    # lr 2e-3 without warm-up over 4 epochs left seed 2 at chance (11.4%): the old settings passed by luck of the
+    # seed, and failed under torch 2.11's numerics. These reached 72.2-80.3% over seeds 0-4 (measured, torch 2.13)
     results = train(config, RunOptions(config_path="digits.yaml", peft="full", experiments_root=str(tmp_path),
                                        progress=False))
     assert results["modality"] == "images" and results["npoints"] is None
-    assert results["last"]["overall_acc"] > 40, results["last"]["overall_acc"]  # chance is 10%
+    assert results["last"]["overall_acc"] > 40, results["last"]["overall_acc"]  # chance is 10%; margin >= 32 points
 
 
 def test_compare_modalities_tool_writes_its_table(tmp_path):
