@@ -305,6 +305,18 @@ def test_demo_runs_end_to_end_in_tiny_size(tmp_path):
     assert (tmp_path / "demo/routing.png").stat().st_size > 1000
 
 
+def test_demo_amp_trains_its_rows_under_cpu_bf16_and_says_so(tmp_path):
+    from pcpeft.engine.demo import run_demo
+    from pcpeft.engine.precision import cpu_native_bf16
+
+    summary = run_demo(tmp_path / "demo", size="tiny", progress=False, amp=True)
+    native = cpu_native_bf16()[0]
+    assert summary["precision"].startswith("training steps in bf16" if native else "training steps in fp32")
+    assert "precision: training steps in" in summary["table"]
+    log = (tmp_path / "demo/runs/demo/adapter_x/log.txt").read_text()
+    assert ("precision: bf16" if native else "precision: fp32") in log
+
+
 def test_the_demo_refuses_a_changed_backbone_file(tmp_path):
     import shutil
 

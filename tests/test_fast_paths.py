@@ -260,3 +260,57 @@ def test_numba_kernels_run_in_a_forked_worker_after_the_parent_used_them():
     finally:
         proc.join(timeout=60)
     assert proc.exitcode == 0
+
+
+# -- the tokenizer's fp32 step (issue 17 item 1) -------------------------------------------------------------------
+def _concatenated_tokenizer(encoder, neighbourhoods: torch.Tensor) -> torch.Tensor:
+    """The official Encoder as written: Conv1d on (BG, C, M), concat[global, per-point], in-place-free ReLU."""
+    batch, groups, size, _ = neighbourhoods.shape
+    x = neighbourhoods.reshape(batch * groups, size, 3).transpose(2, 1)
+    feat = encoder.first_conv(x)
+    glob = feat.max(dim=2, keepdim=True).values
+    feat = encoder.second_conv(torch.cat([glob.expand(-1, -1, size), feat], dim=1))
+    return feat.max(dim=2).values.reshape(batch, groups, -1)
+
+
+@pytest.mark.parametrize("widths", [(128, 256), (256, 512, 1024)], ids=["point_mae", "pointgpt_large"])
+def test_split_second_conv_equals_the_concatenated_tokenizer(widths):
+    from pcpeft.models.point_tokenizer import MiniPointNet
+
+    torch.manual_seed(0)
+    encoder = MiniPointNet(64, widths).train()
+    neighbourhoods = torch.randn(2, 8, 16, 3, requires_grad=True)
+    ours = encoder(neighbourhoods)
+    ours.square().sum().backward()
+    ours_grads = {n: p.grad.clone() for n, p in encoder.named_parameters()}
+    ours_input_grad, neighbourhoods.grad = neighbourhoods.grad.clone(), None
+    encoder.zero_grad()
+    reference = _concatenated_tokenizer(encoder, neighbourhoods)
+    reference.square().sum().backward()
+    assert torch.allclose(ours, reference, atol=1e-5, rtol=1e-5)
+    assert torch.allclose(ours_input_grad, neighbourhoods.grad, atol=1e-5, rtol=1e-4)
+    for name, param in encoder.named_parameters():
+        if name == "second_conv.0.bias" or (name.startswith("first_conv.") and name.endswith(".bias")):
+            # each shifts every row of a channel that a train-mode BatchNorm then re-centres: the true gradient
+            # is 0 and both computed ones are rounding noise
+            continue
+        scale = param.grad.abs().max()
+        assert (ours_grads[name] - param.grad).abs().max() <= 1e-4 * scale, name  # float rounding of the sums
+
+
+def test_training_forward_records_no_slice_copy():
+    """An in-place ReLU on a reshaped view made autograd record CopySlices (a copy and a zero-fill of the whole
+    activation in backward, ~20% of the full step); the tokenizer must not bring it back."""
+    import pcpeft
+
+    model = pcpeft.create_model("point_mae", num_classes=5, trans_dim=32, encoder_dims=32, depth=1, num_heads=2,
+                                num_group=8, group_size=8).train()
+    out = model(torch.rand(2, 64, 3))
+    seen, stack = set(), [out.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        assert "CopySlices" not in type(node).__name__, type(node).__name__
+        stack.extend(next_fn for next_fn, _ in node.next_functions)

@@ -75,7 +75,7 @@ def verified_backbone(path: Path = BACKBONE, record: Path = BACKBONE_RECORD) -> 
     return path, found
 
 
-def demo_config(data_root: Path, size: dict, lr: float, seed: int) -> dict:
+def demo_config(data_root: Path, size: dict, lr: float, seed: int, amp: bool = False) -> dict:
     """The fine-tuning recipe cfgs/finetune_synthetic.yaml at the demo's sizes, with a validation split."""
     config = load_config(FINETUNE_RECIPE)
     config["dataset"].update(root=str(data_root), train_per_class=size["train_per_class"],
@@ -83,7 +83,7 @@ def demo_config(data_root: Path, size: dict, lr: float, seed: int) -> dict:
                              val_seed=seed)
     config["optimizer"]["lr"] = lr
     config["scheduler"].update(epochs=size["epochs"], warmup_epochs=min(2, size["epochs"] - 1))
-    config["train"].update(batch_size=size["batch_size"], num_workers=0, eval_every=1)
+    config["train"].update(batch_size=size["batch_size"], num_workers=0, eval_every=1, amp_cpu=amp)
     return config
 
 
@@ -97,7 +97,7 @@ def pretrain_backbone(out: Path, seed: int, progress: bool) -> Path:
 
 
 def run_demo(out: str | Path = "demo_output", size: str = "default", seed: int = 0, progress: bool = True,
-             redo_pretraining: bool = False) -> dict:
+             redo_pretraining: bool = False, amp: bool = False) -> dict:
     """Run the whole demo into ``out``; returns the ``results.json`` content plus the printed ``table``."""
     start = time.perf_counter()
     out = Path(out)
@@ -113,7 +113,7 @@ def run_demo(out: str | Path = "demo_output", size: str = "default", seed: int =
     LOG.info("[2/3] fine-tuning: " + ", ".join(label for label, *_ in RUNS))
     rows, ssf_run = [], None
     for label, method, init, lr in RUNS:
-        config = demo_config(labeled, cfg, lr, seed)
+        config = demo_config(labeled, cfg, lr, seed, amp)
         ckpts = str(backbone) if init == "pretrained" else None
         name = method if init == "pretrained" else f"{method}_scratch"
         result = train(config, RunOptions(config_path="demo.yaml", ckpts=ckpts, peft=method, exp_name=name,
@@ -131,12 +131,21 @@ def run_demo(out: str | Path = "demo_output", size: str = "default", seed: int =
                               out / "routing.png")
     seconds = time.perf_counter() - start
     summary = {"rows": rows, "merged_ssf_test_acc": merged, "backbone_sha256": sha, "seconds": seconds,
-               "size": size, "synthetic": True, "picture": str(picture), "targets": check_targets(rows, merged)}
+               "size": size, "synthetic": True, "picture": str(picture), "targets": check_targets(rows, merged),
+               "precision": training_precision(amp)}
     summary["table"] = format_table(summary)
     write_json(out / "results.json", summary)
     (out / "results.md").write_text(summary["table"] + "\n")
     LOG.info(f"done in {seconds:.0f} s")
     return summary
+
+
+def training_precision(amp: bool) -> str:
+    """What the training steps run in (the trainer picks it the same way), evaluation being fp32."""
+    from .precision import select_precision
+
+    chosen = select_precision(torch.device("cpu"), False, amp)
+    return f"training steps in {'bf16' if chosen.enabled else 'fp32'}: {chosen.reason}; evaluation in fp32"
 
 
 def merged_ssf_accuracy(config: dict, run_dir: Path, backbone: Path) -> float:
@@ -192,7 +201,8 @@ def format_table(summary: dict) -> str:
     for r in rows:
         lines.append(f"| {r['method']} | {r['init']} | {r['trainable_pct']:.2f} | {r['val_acc']:.1f} | "
                      f"{r['test_acc']:.1f} (ep {r['epoch'] + 1}) | {r['test_acc_last']:.1f} |")
-    lines += ["", f"merged SSF (merge_and_unload) test accuracy: {summary['merged_ssf_test_acc']:.1f}", "",
+    lines += ["", f"precision: {summary.get('precision', 'fp32')}",
+              f"merged SSF (merge_and_unload) test accuracy: {summary['merged_ssf_test_acc']:.1f}", "",
               "targets:"]
     lines += [f"- {'MET' if t['met'] else 'MISSED'}: {t['target']} ({t['numbers']})" for t in summary["targets"]]
     return "\n".join(lines)

@@ -42,24 +42,40 @@ class MiniPointNet(nn.Module):
     @staticmethod
     def _channels_last(layers: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
         """Run a Conv1d(k=1)/BN/ReLU stack on (BG, M, C) without transposes: a kernel-1 conv is a matmul, and
-        BatchNorm over (BG*M, C) has exactly the statistics of BatchNorm over (BG, C, M). ~25% faster on CPU."""
+        BatchNorm over (BG*M, C) has exactly the statistics of BatchNorm over (BG, C, M). ~25% faster on CPU.
+        ReLU runs out of place: in place on the BatchNorm output's reshaped view, autograd would record a
+        slice copy (``CopySlices``) whose backward copies and zero-fills the whole activation."""
         for layer in layers:
             if isinstance(layer, nn.Conv1d):
                 x = F.linear(x, layer.weight.squeeze(-1), layer.bias)
             elif isinstance(layer, nn.BatchNorm1d):
                 x = layer(x.reshape(-1, x.shape[-1])).reshape(x.shape)
+            elif isinstance(layer, nn.ReLU):
+                x = F.relu(x)
             else:
                 x = layer(x)
         return x
+
+    def _second_conv(self, feat: torch.Tensor, glob: torch.Tensor) -> torch.Tensor:
+        """second_conv on concat[global, per-point] (BG, M, 2w) without building the concatenation: its first
+        (kernel-1) conv splits into W_global @ global, once per group, plus W_point @ per-point. Equal to the
+        concatenated form up to float rounding; half that layer's FLOPs, and no (BG, M, 2w) copy."""
+        first = self.second_conv[0]
+        if not isinstance(first, nn.Conv1d):  # a method wrapped the layer: the plain concatenated form
+            size = feat.shape[1]
+            return self._channels_last(self.second_conv, torch.cat([glob.expand(-1, size, -1), feat], dim=2))
+        width = glob.shape[-1]
+        weight = first.weight.squeeze(-1)
+        x = F.linear(feat, weight[:, width:]) + F.linear(glob, weight[:, :width], first.bias)
+        return self._channels_last(self.second_conv[1:], x)
 
     def forward(self, neighbourhoods: torch.Tensor) -> torch.Tensor:
         batch, groups, size, dims = neighbourhoods.shape
         if dims != 3:
             raise ValueError(f"MiniPointNet expects neighbourhoods (B, G, M, 3), got {tuple(neighbourhoods.shape)}")
         feat = self._channels_last(self.first_conv, neighbourhoods.reshape(batch * groups, size, 3))  # (BG, M, w)
-        glob = feat.max(dim=1, keepdim=True).values
-        feat = torch.cat([glob.expand(-1, size, -1), feat], dim=2)  # (BG, M, 2w)
-        feat = self._channels_last(self.second_conv, feat)
+        glob = feat.max(dim=1, keepdim=True).values  # (BG, 1, w)
+        feat = self._second_conv(feat, glob)  # (BG, M, C)
         return feat.max(dim=1).values.reshape(batch, groups, self.out_channels)
 
 
