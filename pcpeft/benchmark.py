@@ -218,24 +218,32 @@ SIDE_CASES = {
     "full step bf16": ("full", "step", "pcpeft", True),
     "adapter_x step": ("adapter_x", "step", "pcpeft", False),
     "dapt step": ("dapt", "step", "pcpeft", False),
+    "reference dapt step": ("dapt", "step", "reference", False),
     "plain inference": ("plain", "infer", "pcpeft", False),
     "reference inference": ("plain", "infer", "reference", False),
     "adapter_x inference": ("adapter_x", "infer", "pcpeft", False),
 }
+#: peak-memory ratios of step cases: (numerator case, denominator case, target or None, label)
+SIDE_MEMORY_RATIOS = (("adapter_x step", "reference dapt step", 0.70, "adapter_x peak training memory / reference DAPT"),
+                      ("dapt step", "reference dapt step", None, "dapt peak training memory / reference DAPT"))
 #: (numerator case, denominator case, target ratio or None, label)
 SIDE_RATIOS = (
     ("full step", "reference full step", 0.70, "full fine-tuning step / reference"),
     ("full step bf16", "reference full step", 0.30, "full step in bf16 / reference fp32"),
     ("adapter_x step", "full step", None, "adapter_x step / pcpeft full"),
     ("dapt step", "full step", None, "dapt step / pcpeft full"),
+    ("adapter_x step", "reference dapt step", 0.60, "adapter_x step / reference DAPT step"),
+    ("dapt step", "reference dapt step", None, "dapt step / reference DAPT step"),
     ("plain inference", "reference inference", None, "plain inference / reference"),
     ("adapter_x inference", "plain inference", 1.05, "adapter_x inference / pcpeft plain"),
 )
 
 
 def bench_side_case(case: str, shape: str, batch: int, repeats: int, warmup: int) -> dict:
-    """One side-by-side case on the same seeded inputs: median ms over ``repeats`` (all times kept)."""
-    from .bench_reference import reference_point_mae
+    """One side-by-side case on the same seeded inputs: median ms over ``repeats`` (all times kept); step cases
+    also the growth of the process's peak RSS during the steps (``peak_mb``, CPU). A reference forward is first
+    checked to equal pcpeft's (eval mode, 1e-4)."""
+    from .bench_reference import reference_dapt, reference_point_mae
 
     method, kind, impl, bf16 = SIDE_CASES[case]
     spec = SHAPES[shape]
@@ -247,7 +255,11 @@ def bench_side_case(case: str, shape: str, batch: int, repeats: int, warmup: int
     gen = torch.Generator().manual_seed(1)
     points = torch.randn(batch, spec["npoints"], 3, generator=gen)
     labels = torch.randint(0, spec["num_classes"], (batch,), generator=gen)
-    forward = (lambda: reference_point_mae(model, points)) if impl == "reference" else (lambda: model(points))
+    forward = lambda: model(points)  # noqa: E731
+    if impl == "reference":
+        restated = reference_dapt if method == "dapt" else reference_point_mae
+        forward = lambda: restated(model, points)  # noqa: E731
+    peak = None
     if kind == "infer":
         model.eval()
         with torch.no_grad():
@@ -265,8 +277,16 @@ def bench_side_case(case: str, shape: str, batch: int, repeats: int, warmup: int
             loss.backward()
             opt.step()
 
+        before = _peak_rss_mb()
         times = _times(step, repeats, warmup)
-    return {"case": case, "median_ms": statistics.median(times), "times_ms": times}
+        peak = _peak_rss_mb() - before
+    if impl == "reference":  # checked after timing, so that its forwards do not raise the memory baseline
+        model.eval()
+        with torch.no_grad():
+            gap = (forward() - model(points)).abs().max().item()
+        if gap > 1e-4:
+            raise RuntimeError(f"the restated reference of {case!r} differs from pcpeft's forward by {gap:.2e}")
+    return {"case": case, "median_ms": statistics.median(times), "times_ms": times, "peak_mb": peak}
 
 
 def _times(fn, repeats: int, warmup: int) -> list[float]:
@@ -297,20 +317,29 @@ def bench_side_by_side(shape: str = "scanobjectnn", batch: int = 8, repeats: int
             proc.start()
             runs[case].append(queue.get())
             proc.join()
+    peaks = lambda c: [r["peak_mb"] for r in runs[c] if r["peak_mb"] is not None]  # noqa: E731
     return [{"case": c, "median_ms": statistics.median(r["median_ms"] for r in runs[c]),
-             "round_medians_ms": [r["median_ms"] for r in runs[c]]} for c in cases]
+             "round_medians_ms": [r["median_ms"] for r in runs[c]],
+             "peak_mb": max(peaks(c)) if peaks(c) else None} for c in cases]
 
 
 def side_by_side_markdown(rows: list[dict]) -> str:
     """The case table and the ratio table with each target marked met / MISSED."""
     by = {r["case"]: r for r in rows}
-    lines = ["| case | median (ms) | round medians (ms) |", "| --- | ---: | --- |"]
-    lines += [f"| {r['case']} | {r['median_ms']:.0f} | {', '.join(f'{v:.0f}' for v in r['round_medians_ms'])} |"
-              for r in rows]
+    lines = ["| case | median (ms) | round medians (ms) | peak memory growth (MB) |", "| --- | ---: | --- | ---: |"]
+    for r in rows:
+        peak = "" if r.get("peak_mb") is None else f"{r['peak_mb']:.0f}"
+        rounds = ", ".join(f"{v:.0f}" for v in r["round_medians_ms"])
+        lines.append(f"| {r['case']} | {r['median_ms']:.0f} | {rounds} | {peak} |")
     lines += ["", "| ratio | value | target |", "| --- | ---: | --- |"]
     for num, den, target, label in SIDE_RATIOS:
         if num in by and den in by:
             value = by[num]["median_ms"] / by[den]["median_ms"]
+            mark = "" if target is None else f"<= {target:.2f}: {'met' if value <= target else 'MISSED'}"
+            lines.append(f"| {label} | {value:.2f} | {mark} |")
+    for num, den, target, label in SIDE_MEMORY_RATIOS:
+        if by.get(num, {}).get("peak_mb") and by.get(den, {}).get("peak_mb"):
+            value = by[num]["peak_mb"] / by[den]["peak_mb"]
             mark = "" if target is None else f"<= {target:.2f}: {'met' if value <= target else 'MISSED'}"
             lines.append(f"| {label} | {value:.2f} | {mark} |")
     return "\n".join(lines)

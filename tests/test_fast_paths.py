@@ -314,3 +314,34 @@ def test_training_forward_records_no_slice_copy():
         seen.add(node)
         assert "CopySlices" not in type(node).__name__, type(node).__name__
         stack.extend(next_fn for next_fn, _ in node.next_functions)
+
+
+# -- the side-by-side bench's reference DAPT (issue 17 item 5) ------------------------------------------------------
+def test_restated_reference_dapt_equals_pcpeft_dapt_and_trains():
+    import pcpeft
+    from pcpeft.bench_reference import reference_dapt
+    from pcpeft.peft import get_peft_model
+
+    torch.manual_seed(0)
+    model = get_peft_model(pcpeft.create_model("point_mae", num_classes=5, num_group=16, group_size=8, depth=2), "dapt")
+    for param in model.parameters():
+        if param.requires_grad:
+            param.data.add_(0.05 * torch.randn_like(param))  # zero-initialised up-projections would hide the adapter
+    points = torch.randn(2, 128, 3)
+    model.eval()
+    with torch.no_grad():
+        assert torch.allclose(reference_dapt(model, points), model(points), atol=1e-5)
+    model.train()
+    reference_dapt(model, points).sum().backward()  # the restatement reaches the trained tensors themselves
+    trained = [p for p in model.parameters() if p.requires_grad]
+    assert trained and all(p.grad is not None for p in trained)
+
+
+def test_side_by_side_table_marks_the_dapt_time_and_memory_targets():
+    from pcpeft.benchmark import side_by_side_markdown
+
+    rows = [{"case": "adapter_x step", "median_ms": 50.0, "round_medians_ms": [50.0], "peak_mb": 60.0},
+            {"case": "reference dapt step", "median_ms": 100.0, "round_medians_ms": [100.0], "peak_mb": 100.0}]
+    table = side_by_side_markdown(rows)
+    assert "| adapter_x step / reference DAPT step | 0.50 | <= 0.60: met |" in table
+    assert "| adapter_x peak training memory / reference DAPT | 0.60 | <= 0.70: met |" in table
