@@ -91,19 +91,24 @@ def read_categories(root: Path) -> list[tuple[str, str]]:
     return pairs
 
 
+def _read_json(path: Path, kind: type, expected: str):
+    """The JSON value in ``path``, which must be a ``kind`` (``expected`` says what it should hold)."""
+    try:
+        value = json.loads(path.read_text())
+    except ValueError as err:
+        raise DatasetError(f"{path}: not valid JSON ({err})") from None
+    if not isinstance(value, kind):
+        raise DatasetError(f"{path}: expected {expected}")
+    return value
+
+
 def read_part_table(root: Path) -> tuple[Mapping[str, Sequence[int]], str]:
     """(category -> global part ids, where the table comes from): ``root/parts.json`` if present, else the
     official :data:`SHAPENET_PART_CATEGORIES`."""
     path = root / PARTS_FILE
     if not path.is_file():
         return SHAPENET_PART_CATEGORIES, "the official ShapeNetPart part table"
-    try:
-        table = json.loads(path.read_text())
-    except ValueError as err:
-        raise DatasetError(f"{path}: not valid JSON ({err})") from None
-    if not isinstance(table, dict):
-        raise DatasetError(f"{path}: expected an object {{\"Category\": [part ids, ...], ...}}")
-    return table, str(path)
+    return _read_json(path, dict, 'an object {"Category": [part ids, ...], ...}'), str(path)
 
 
 def _valid_part_ids(ids: object, category: str, source: str) -> list[int]:
@@ -146,12 +151,7 @@ def read_split(root: Path, split: str) -> dict[tuple[str, str], Path]:
     path = _split_path(root, split)
     if not path.is_file():
         raise _missing(path, f"ShapeNetPart {split} split")
-    try:
-        entries = json.loads(path.read_text())
-    except ValueError as err:
-        raise DatasetError(f"{path}: not valid JSON ({err})") from None
-    if not isinstance(entries, list):
-        raise DatasetError(f"{path}: expected a JSON list of 'shape_data/<synset>/<id>' strings")
+    entries = _read_json(path, list, "a JSON list of 'shape_data/<synset>/<id>' strings")
     shapes = {}
     for entry in entries:
         fields = entry.split("/") if isinstance(entry, str) else []

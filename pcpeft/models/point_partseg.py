@@ -49,7 +49,7 @@ from torch import nn
 from ..ops.fps import FpsBackend
 from ..ops.grouping import PointGrouper
 from .checkpoints import register_absent_by_design
-from .point_tokenizer import MiniPointNet, PositionalMLP
+from .point_tokenizer import MiniPointNet, PositionalMLP, group_and_tokenize
 from .registry import register_model
 from .transformer import BlockStack, TransformerEncoder
 
@@ -214,11 +214,7 @@ class PointPartSegmenter(nn.Module):
     # -- forward -------------------------------------------------------------------------------------------------
     def tokenize(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """points (B, N, 3) -> group tokens (B, G, C), centres (B, G, 3)."""
-        neighbourhoods, centres = self.group_divider(points)
-        tokens = self.encoder(neighbourhoods)
-        if hasattr(self, "reduce_dim"):
-            tokens = self.reduce_dim(tokens)
-        return tokens, centres
+        return group_and_tokenize(self, points)
 
     def _patch_tokens(self, x: torch.Tensor) -> torch.Tensor:
         """(B, G + added, C) -> (B, G, C): the stream without the tokens PEFT hooks inserted."""

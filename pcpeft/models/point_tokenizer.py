@@ -79,6 +79,16 @@ class MiniPointNet(nn.Module):
         return feat.max(dim=1).values.reshape(batch, groups, self.out_channels)
 
 
+def group_and_tokenize(model: nn.Module, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A point model's ``group_divider`` -> ``encoder`` [-> ``reduce_dim``, Point-BERT]: points (B, N, 3) ->
+    group tokens (B, G, C) and their centres (B, G, 3)."""
+    neighbourhoods, centres = model.group_divider(points)
+    tokens = model.encoder(neighbourhoods)
+    if hasattr(model, "reduce_dim"):
+        tokens = model.reduce_dim(tokens)
+    return tokens, centres
+
+
 class PositionalMLP(nn.Sequential):
     """Linear(3,128) GELU Linear(128,D) on the group centres (keys ``0.*`` and ``2.*``). (B, G, 3) -> (B, G, D)."""
 

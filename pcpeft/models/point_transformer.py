@@ -19,7 +19,7 @@ from torch import nn
 from ..ops.grouping import PointGrouper
 from .backbone_base import PointBackboneConfig, PointClassifier
 from .heads import HEADS, pool_cls_and_max, pool_global_tokens
-from .point_tokenizer import MiniPointNet, PositionalMLP
+from .point_tokenizer import MiniPointNet, PositionalMLP, group_and_tokenize
 from .registry import register_model
 from .transformer import TransformerEncoder
 
@@ -104,11 +104,7 @@ class PointTransformer(PointClassifier):
             raise ValueError(
                 f"{type(self).__name__} expects points of shape (B, N, 3) (xyz only), got {tuple(points.shape)}"
             )
-        neighbourhoods, centres = self.group_divider(points)
-        tokens = self.encoder(neighbourhoods)
-        if hasattr(self, "reduce_dim"):
-            tokens = self.reduce_dim(tokens)
-        return tokens, centres
+        return group_and_tokenize(self, points)
 
     def forward_features(self, points: torch.Tensor) -> torch.Tensor:
         """points (B, N, 3) -> normalised tokens (B, 1+P+G, C): cls token first, then the P prompt tokens, then
