@@ -76,24 +76,21 @@ def knn_kernel(points: np.ndarray, queries: np.ndarray, k: int, out: np.ndarray)
         # sorted insertion into the k best (strict < keeps the earlier index first among equal distances)
         best_d = np.empty(k, dtype=np.float32)
         best_i = np.empty(k, dtype=np.int64)
-        for i in range(k):
+        filled = 0
+        for i in range(n):
             v = dist[i]
-            pos = i
+            if filled < k:  # the first k fill the list
+                pos = filled
+                filled += 1
+            elif v < best_d[k - 1]:  # later ones replace the worst kept
+                pos = k - 1
+            else:
+                continue
             while pos > 0 and v < best_d[pos - 1]:
                 best_d[pos] = best_d[pos - 1]
                 best_i[pos] = best_i[pos - 1]
                 pos -= 1
             best_d[pos] = v
             best_i[pos] = i
-        for i in range(k, n):
-            v = dist[i]
-            if v < best_d[k - 1]:
-                pos = k - 1
-                while pos > 0 and v < best_d[pos - 1]:
-                    best_d[pos] = best_d[pos - 1]
-                    best_i[pos] = best_i[pos - 1]
-                    pos -= 1
-                best_d[pos] = v
-                best_i[pos] = i
         for i in range(k):
             out[b, g, i] = best_i[i]
