@@ -85,6 +85,10 @@ def test_data_that_does_not_fit_the_model_is_refused(parts_root, tmp_path):
     config["model"]["num_categories"] = 16
     with pytest.raises(ConfigError, match="6 categories"):
         run(config, tmp_path)
+    normals = seg_config(parts_root, epochs=1)
+    normals["dataset"]["normal_channel"] = True
+    with pytest.raises(ConfigError, match="xyz only"):
+        run(normals, tmp_path, name="normals")
 
 
 def test_augmentation_keeps_points_aligned():

@@ -151,6 +151,9 @@ class PartSegTask:
 
     def check_data(self, model: nn.Module, train_set: Dataset) -> None:
         """The data's categories and parts fit the model (the counts are fixed by the model's head)."""
+        if self.settings.dataset_spec.get("normal_channel"):
+            raise ConfigError("dataset.normal_channel: true, but the Point-MAE segmentation network reads xyz only "
+                              "(the official default); the normals would be ignored - set it to false")
         base = _underlying(train_set)
         net = getattr(model, "base_model", model)
         if base.num_categories != net.num_categories or base.num_parts > net.num_parts:
