@@ -39,12 +39,15 @@ SIZES = {
     "tiny": dict(train_per_class=4, test_per_class=2, epochs=1, batch_size=8),
 }
 
-#: (row label, method, init, learning rate). The learning rates were chosen on the validation split.
+#: (row label, method, init, learning rate). Each row's learning rate is the best on the validation split (seed 0,
+#: the shipped backbone, 2026-12-02) over the grid {5e-4, 1e-3, 2e-3, 5e-3}, ties to the smaller; val accuracies:
+#: full scratch 51.4 / 55.6 / 59.7 / 47.2, full 65.3 / 72.2 / 79.2 / 72.2, linear 43.1 / 45.8 / 48.6 / 51.4,
+#: ssf 48.6 / 54.2 / 56.9 / 63.9, adapter_x 47.2 / 55.6 / 63.9 / 63.9. The test split chose nothing.
 RUNS = (
-    ("full (random init)", "full", "scratch", 1e-3),
-    ("full", "full", "pretrained", 5e-4),
-    ("linear", "linear", "pretrained", 2e-3),
-    ("ssf", "ssf", "pretrained", 2e-3),
+    ("full (random init)", "full", "scratch", 2e-3),
+    ("full", "full", "pretrained", 2e-3),
+    ("linear", "linear", "pretrained", 5e-3),
+    ("ssf", "ssf", "pretrained", 5e-3),
     ("adapter_x", "adapter_x", "pretrained", 2e-3),
 )
 
