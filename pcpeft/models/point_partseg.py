@@ -47,9 +47,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..ops.fps import FpsBackend
-from ..ops.grouping import PointGrouper
 from .checkpoints import register_absent_by_design
-from .point_tokenizer import MiniPointNet, PositionalMLP, group_and_tokenize
+from .point_tokenizer import PositionalMLP, attach_point_tokenizer, group_and_tokenize
 from .registry import register_model
 from .transformer import BlockStack, TransformerEncoder
 
@@ -157,11 +156,8 @@ class PointPartSegmenter(nn.Module):
         self.num_parts, self.num_categories = config.num_parts, config.num_categories
         self.embed_dim = config.trans_dim
         self.checkpoint_family = config.variant
-        self.group_divider = PointGrouper(config.num_group, config.group_size, config.fps_backend,
-                                          config.exclude_near_origin)
-        self.encoder = MiniPointNet(config.encoder_dims)
+        attach_point_tokenizer(self, config)
         if config.variant == "point_bert":
-            self.reduce_dim = nn.Linear(config.encoder_dims, config.trans_dim)
             self.token_output_module = "reduce_dim"
         self.pos_embed = PositionalMLP(config.trans_dim)
         self.blocks = TransformerEncoder(config.trans_dim, config.depth, config.num_heads, config.mlp_ratio,

@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..ops.grouping import PointGrouper
+
 
 #: first_conv widths of the two tokenizer sizes: Point-MAE's (also PointGPT-S) and PointGPT-B/L's ``Encoder_large``
 SMALL_WIDTHS = (128, 256)
@@ -77,6 +79,16 @@ class MiniPointNet(nn.Module):
         glob = feat.max(dim=1, keepdim=True).values  # (BG, 1, w)
         feat = self._second_conv(feat, glob)  # (BG, M, C)
         return feat.max(dim=1).values.reshape(batch, groups, self.out_channels)
+
+
+def attach_point_tokenizer(model: nn.Module, config) -> None:
+    """Give a point model its ``group_divider`` (FPS + kNN), ``encoder`` (mini-PointNet of ``encoder_dims``) and,
+    for Point-BERT (``variant == "point_bert"``), ``reduce_dim`` (encoder_dims -> trans_dim)."""
+    model.group_divider = PointGrouper(config.num_group, config.group_size, config.fps_backend,
+                                       config.exclude_near_origin)
+    model.encoder = MiniPointNet(config.encoder_dims)
+    if config.variant == "point_bert":
+        model.reduce_dim = nn.Linear(config.encoder_dims, config.trans_dim)
 
 
 def group_and_tokenize(model: nn.Module, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -16,10 +16,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..ops.grouping import PointGrouper
 from .backbone_base import PointBackboneConfig, PointClassifier
 from .heads import HEADS, pool_cls_and_max, pool_global_tokens
-from .point_tokenizer import MiniPointNet, PositionalMLP, group_and_tokenize
+from .point_tokenizer import PositionalMLP, attach_point_tokenizer, group_and_tokenize
 from .registry import register_model
 from .transformer import TransformerEncoder
 
@@ -68,11 +67,7 @@ class PointTransformer(PointClassifier):
         self.num_features = (self.num_global_tokens + 1) * config.trans_dim
         self.checkpoint_family = config.variant
 
-        self.group_divider = PointGrouper(config.num_group, config.group_size, config.fps_backend,
-                                          config.exclude_near_origin)
-        self.encoder = MiniPointNet(config.encoder_dims)
-        if config.variant == "point_bert":
-            self.reduce_dim = nn.Linear(config.encoder_dims, config.trans_dim)
+        attach_point_tokenizer(self, config)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, config.trans_dim))
         self.cls_pos = nn.Parameter(torch.zeros(1, 1, config.trans_dim))
         self.global_tokens = ("img", "text") if recon else ()
