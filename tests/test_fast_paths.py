@@ -160,6 +160,23 @@ def test_knn_backends_equal_the_stable_restatement(name):
     assert torch.equal(knn_indices(cloud, queries, 32), expected)
 
 
+@pytest.mark.parametrize("dims", [2, 5])
+def test_knn_numba_in_other_dimensions_equals_the_stable_restatement(dims):
+    gen = torch.Generator().manual_seed(4)
+    cloud = torch.randint(-2, 3, (2, 517, dims), generator=gen).float()  # ties everywhere, N not a block multiple
+    queries = cloud[:, :40] + 0.5
+    assert torch.equal(knn_numba(cloud, queries, 24), stable_knn(cloud, queries, 24))
+
+
+@pytest.mark.parametrize("points", [5, 31, 33, 64, 95])
+def test_numba_fps_lanes_and_tail_equal_the_torch_loop(points):
+    # clouds shorter than one lane block, one point past it, exact blocks and a long tail
+    gen = torch.Generator().manual_seed(points)
+    cloud = torch.randint(-2, 3, (3, points, 3), generator=gen).float()
+    assert torch.equal(fps_numba(cloud, points, False), fps_torch(cloud, points, False))
+    assert torch.equal(fps_numba(cloud, points, True), fps_torch(cloud, points, True))
+
+
 def test_knn_torch_still_equals_plain_topk_without_ties():
     gen = torch.Generator().manual_seed(3)
     cloud = torch.randn(2, 3000, 3, generator=gen)

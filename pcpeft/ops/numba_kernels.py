@@ -23,6 +23,61 @@ if "NUMBA_THREADING_LAYER" not in os.environ:
 _NEAR_ORIGIN_SQ = np.float32(1e-3)
 _FAR = np.float32(1e10)
 
+#: FPS lane count: the running argmax is kept per lane (index i goes to lane i % _LANES) so the update loop
+#: over a block of _LANES points is branch-free and vectorises; the lanes are reduced once per centre.
+_LANES = 32
+#: kNN block size for skipping points: a block with no distance below the current k-th best is passed over.
+_SKIP_BLOCK = 16
+
+
+@njit(nogil=True, cache=True)
+def _fps_cloud(x, y, z, num_samples, min_dist, out_row) -> None:
+    """One cloud: x, y, z (N,) float32 contiguous, min_dist (N,) float32 initialised, out_row (num_samples,)."""
+    n = x.shape[0]
+    full = n - n % _LANES
+    lane_best = np.empty(_LANES, dtype=np.float32)
+    lane_index = np.empty(_LANES, dtype=np.int32)
+    last = 0
+    out_row[0] = 0
+    for j in range(1, num_samples):
+        cx, cy, cz = x[last], y[last], z[last]
+        for lane in range(_LANES):
+            lane_best[lane] = np.float32(-np.inf)
+            lane_index[lane] = 0
+        for base in range(0, full, _LANES):
+            for lane in range(_LANES):  # branch-free: selects only, so it vectorises
+                i = base + lane
+                dx = x[i] - cx
+                dy = y[i] - cy
+                dz = z[i] - cz
+                d = dx * dx + dy * dy + dz * dz
+                m = min_dist[i]
+                m = d if d < m else m
+                min_dist[i] = m
+                larger = m > lane_best[lane]  # strict: the lowest index of a lane wins its ties
+                lane_best[lane] = m if larger else lane_best[lane]
+                lane_index[lane] = np.int32(i) if larger else lane_index[lane]
+        for i in range(full, n):  # the tail, into the same lanes (its indices are the largest)
+            lane = i - full
+            dx = x[i] - cx
+            dy = y[i] - cy
+            dz = z[i] - cz
+            d = dx * dx + dy * dy + dz * dz
+            m = min_dist[i]
+            m = d if d < m else m
+            min_dist[i] = m
+            if m > lane_best[lane]:
+                lane_best[lane] = m
+                lane_index[lane] = i
+        best = lane_best[0]
+        last = lane_index[0]
+        for lane in range(1, _LANES):  # the maximum over lanes, ties to the lowest index
+            value = lane_best[lane]
+            if value > best or (value == best and lane_index[lane] < last):
+                best = value
+                last = lane_index[lane]
+        out_row[j] = last
+
 
 @njit(parallel=True, cache=True, nogil=True)
 def fps_kernel(points: np.ndarray, num_samples: int, exclude_near_origin: bool, out: np.ndarray) -> None:
@@ -38,59 +93,77 @@ def fps_kernel(points: np.ndarray, num_samples: int, exclude_near_origin: bool, 
             min_dist[i] = _FAR
             if exclude_near_origin and not (x[i] * x[i] + y[i] * y[i] + z[i] * z[i] > _NEAR_ORIGIN_SQ):
                 min_dist[i] = np.float32(-1.0)
-        last = 0
-        out[b, 0] = 0
-        for j in range(1, num_samples):
-            cx, cy, cz = x[last], y[last], z[last]
-            best = np.float32(-np.inf)
-            for i in range(n):  # branch-free, so it vectorises
-                dx = x[i] - cx
-                dy = y[i] - cy
-                dz = z[i] - cz
-                d = min(min_dist[i], dx * dx + dy * dy + dz * dz)
-                min_dist[i] = d
-                best = max(best, d)
-            last = 0
-            while min_dist[last] != best:  # first index of the maximum: ties to the lowest index
-                last += 1
-            out[b, j] = last
+        _fps_cloud(x, y, z, num_samples, min_dist, out[b])
+
+
+@njit(nogil=True, cache=True)
+def _insert_sorted(value, index, start, best_d, best_i) -> None:
+    """Insert (value, index) into the ascending lists at or below position ``start`` (strict <: among equal
+    distances the earlier index stays first)."""
+    pos = start
+    while pos > 0 and value < best_d[pos - 1]:
+        best_d[pos] = best_d[pos - 1]
+        best_i[pos] = best_i[pos - 1]
+        pos -= 1
+    best_d[pos] = value
+    best_i[pos] = index
+
+
+@njit(nogil=True, cache=True)
+def _k_smallest(dist, k, out_row) -> None:
+    """The indices of the k smallest of dist (N,) by (value, index), ascending, into out_row (k,)."""
+    n = dist.shape[0]
+    best_d = np.empty(k, dtype=np.float32)
+    best_i = np.empty(k, dtype=np.int64)
+    for i in range(k):  # the first k fill the list
+        _insert_sorted(dist[i], i, i, best_d, best_i)
+    i = k
+    while i < n:
+        if i % _SKIP_BLOCK == 0 and i + _SKIP_BLOCK <= n:  # pass over a block with nothing below the k-th best
+            threshold = best_d[k - 1]
+            below = False
+            for lane in range(_SKIP_BLOCK):
+                below |= dist[i + lane] < threshold
+            if not below:
+                i += _SKIP_BLOCK
+                continue
+        if dist[i] < best_d[k - 1]:  # a later one replaces the worst kept
+            _insert_sorted(dist[i], i, k - 1, best_d, best_i)
+        i += 1
+    for j in range(k):
+        out_row[j] = best_i[j]
 
 
 @njit(parallel=True, cache=True, nogil=True)
 def knn_kernel(points: np.ndarray, queries: np.ndarray, k: int, out: np.ndarray) -> None:
     """points (B, N, D), queries (B, G, D) float32, out (B, G, k) int64 in place: the k nearest by
-    (squared distance, index), nearest first."""
+    (squared distance, index), nearest first. D = 3 runs on per-coordinate copies (a vectorised distance loop)."""
     batch, n, dims = points.shape
     groups = queries.shape[1]
+    columns = np.empty((batch, dims, n), dtype=np.float32)  # (B, D, N): one contiguous row per coordinate
+    for b in prange(batch):
+        for i in range(n):
+            for d in range(dims):
+                columns[b, d, i] = points[b, i, d]
     for task in prange(batch * groups):
         b = task // groups
         g = task - b * groups
         dist = np.empty(n, dtype=np.float32)
-        for i in range(n):
-            diff = queries[b, g, 0] - points[b, i, 0]
-            acc = diff * diff
+        if dims == 3:
+            x, y, z = columns[b, 0], columns[b, 1], columns[b, 2]
+            q0, q1, q2 = queries[b, g, 0], queries[b, g, 1], queries[b, g, 2]
+            for i in range(n):
+                d0 = q0 - x[i]
+                d1 = q1 - y[i]
+                d2 = q2 - z[i]
+                dist[i] = d0 * d0 + d1 * d1 + d2 * d2
+        else:
+            for i in range(n):
+                diff = queries[b, g, 0] - columns[b, 0, i]
+                dist[i] = diff * diff
             for d in range(1, dims):
-                diff = queries[b, g, d] - points[b, i, d]
-                acc += diff * diff
-            dist[i] = acc
-        # sorted insertion into the k best (strict < keeps the earlier index first among equal distances)
-        best_d = np.empty(k, dtype=np.float32)
-        best_i = np.empty(k, dtype=np.int64)
-        filled = 0
-        for i in range(n):
-            v = dist[i]
-            if filled < k:  # the first k fill the list
-                pos = filled
-                filled += 1
-            elif v < best_d[k - 1]:  # later ones replace the worst kept
-                pos = k - 1
-            else:
-                continue
-            while pos > 0 and v < best_d[pos - 1]:
-                best_d[pos] = best_d[pos - 1]
-                best_i[pos] = best_i[pos - 1]
-                pos -= 1
-            best_d[pos] = v
-            best_i[pos] = i
-        for i in range(k):
-            out[b, g, i] = best_i[i]
+                q = queries[b, g, d]
+                for i in range(n):
+                    diff = q - columns[b, d, i]
+                    dist[i] += diff * diff
+        _k_smallest(dist, k, out[b, g])
