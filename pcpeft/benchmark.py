@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
+from .allocator import tune_cpu_allocator
 from .models.registry import create_model
 from .ops.fps import available_fps_backends, farthest_point_sample
 from .engine.precision import select_precision
@@ -112,6 +113,7 @@ def bench_method(method: str, shape: str, batch: int, device: str, repeats: int,
 
 
 def _child(queue, *args) -> None:
+    tune_cpu_allocator()  # as the tools run
     torch.set_num_threads(torch.get_num_threads())
     queue.put(asdict(bench_method(*args)))
 
@@ -211,28 +213,41 @@ def target_checks(rows: list[dict], grouping: list[dict]) -> list[str]:
 
 
 # -- side by side with the reference forward -------------------------------------------------------------------
-#: case -> (model: "plain" | method name, "step" | "infer", "pcpeft" | "reference", autocast bf16)
+#: case -> (model: "plain" | method name, "step" | "infer", "pcpeft" | "reference", autocast bf16, tuned allocator).
+#: pcpeft's cases run as its tools run (the CPU allocator tuned, :mod:`pcpeft.allocator`), the reference's as the
+#: official code runs (glibc's defaults); the "default allocator" cases separate the code's share of a ratio from
+#: the allocator's.
 SIDE_CASES = {
-    "full step": ("full", "step", "pcpeft", False),
-    "reference full step": ("plain", "step", "reference", False),
-    "full step bf16": ("full", "step", "pcpeft", True),
-    "adapter_x step": ("adapter_x", "step", "pcpeft", False),
-    "dapt step": ("dapt", "step", "pcpeft", False),
-    "reference dapt step": ("dapt", "step", "reference", False),
-    "plain inference": ("plain", "infer", "pcpeft", False),
-    "reference inference": ("plain", "infer", "reference", False),
-    "adapter_x inference": ("adapter_x", "infer", "pcpeft", False),
+    "full step": ("full", "step", "pcpeft", False, True),
+    "full step, default allocator": ("full", "step", "pcpeft", False, False),
+    "reference full step": ("plain", "step", "reference", False, False),
+    "full step bf16": ("full", "step", "pcpeft", True, True),
+    "adapter_x step": ("adapter_x", "step", "pcpeft", False, True),
+    "adapter_x step, default allocator": ("adapter_x", "step", "pcpeft", False, False),
+    "dapt step": ("dapt", "step", "pcpeft", False, True),
+    "reference dapt step": ("dapt", "step", "reference", False, False),
+    "plain inference": ("plain", "infer", "pcpeft", False, True),
+    "reference inference": ("plain", "infer", "reference", False, False),
+    "adapter_x inference": ("adapter_x", "infer", "pcpeft", False, True),
 }
 #: peak-memory ratios of step cases: (numerator case, denominator case, target or None, label)
-SIDE_MEMORY_RATIOS = (("adapter_x step", "reference dapt step", 0.70, "adapter_x peak training memory / reference DAPT"),
-                      ("dapt step", "reference dapt step", None, "dapt peak training memory / reference DAPT"))
+SIDE_MEMORY_RATIOS = (
+    ("adapter_x step", "reference dapt step", 0.70, "adapter_x peak training memory / reference DAPT"),
+    ("adapter_x step, default allocator", "reference dapt step", None,
+     "adapter_x peak training memory / reference DAPT, both default allocator"),
+    ("dapt step", "reference dapt step", None, "dapt peak training memory / reference DAPT"),
+)
 #: (numerator case, denominator case, target ratio or None, label)
 SIDE_RATIOS = (
     ("full step", "reference full step", 0.70, "full fine-tuning step / reference"),
+    ("full step, default allocator", "reference full step", None,
+     "full fine-tuning step / reference, both default allocator"),
     ("full step bf16", "reference full step", 0.30, "full step in bf16 / reference fp32"),
     ("adapter_x step", "full step", None, "adapter_x step / pcpeft full"),
     ("dapt step", "full step", None, "dapt step / pcpeft full"),
     ("adapter_x step", "reference dapt step", 0.60, "adapter_x step / reference DAPT step"),
+    ("adapter_x step, default allocator", "reference dapt step", None,
+     "adapter_x step / reference DAPT step, both default allocator"),
     ("dapt step", "reference dapt step", None, "dapt step / reference DAPT step"),
     ("plain inference", "reference inference", None, "plain inference / reference"),
     ("adapter_x inference", "plain inference", 1.05, "adapter_x inference / pcpeft plain"),
@@ -242,10 +257,12 @@ SIDE_RATIOS = (
 def bench_side_case(case: str, shape: str, batch: int, repeats: int, warmup: int) -> dict:
     """One side-by-side case on the same seeded inputs: median ms over ``repeats`` (all times kept); step cases
     also the growth of the process's peak RSS during the steps (``peak_mb``, CPU). A reference forward is first
-    checked to equal pcpeft's (eval mode, 1e-4)."""
+    checked to equal pcpeft's (eval mode, 1e-4). Call in a fresh process: the allocator tuning is process-wide."""
     from .bench_reference import reference_dapt, reference_point_mae
 
-    method, kind, impl, bf16 = SIDE_CASES[case]
+    method, kind, impl, bf16, tuned = SIDE_CASES[case]
+    if tuned:
+        tune_cpu_allocator()
     spec = SHAPES[shape]
     torch.manual_seed(0)
     model = create_model("point_mae", num_classes=spec["num_classes"], num_group=spec["num_group"],

@@ -4,7 +4,8 @@
 a missing file or data set, a bad config key or value, an unknown method or model, a checkpoint that does not
 fit, bad point files, a full disk) prints one ``error: ...`` message and exits with status 2. ``--debug`` (or the
 environment variable ``PCPEFT_DEBUG=1``) shows the full traceback instead. Any other exception is a bug and keeps
-its traceback. Ctrl-C exits with status 130 and one line.
+its traceback. Ctrl-C exits with status 130 and one line. Before ``main`` runs, the CPU allocator is tuned for the large,
+repeated tensor allocations of training and inference (:mod:`pcpeft.allocator`).
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import os
 import sys
 from typing import Callable
 
+from .allocator import tune_cpu_allocator
 from .errors import UserError
 
 DEBUG_ENV = "PCPEFT_DEBUG"
@@ -44,7 +46,9 @@ def fail(message: str, status: int = 2) -> None:
 
 
 def run_tool(main: Callable[[], object]) -> None:
-    """Run ``main`` with the error policy above, then exit (0 when it returns)."""
+    """Run ``main`` with the error policy above, then exit (0 when it returns). Tunes the CPU allocator first
+    (:func:`pcpeft.allocator.tune_cpu_allocator`; ``PCPEFT_MALLOC_TUNING=0`` turns that off)."""
+    tune_cpu_allocator()
     try:
         status = main()
     except UserError as err:
