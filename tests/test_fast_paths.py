@@ -41,7 +41,7 @@ def trained_pool(top_k: int, num_experts: int = 8) -> SharedMixtureOfAdapters:
     return pool
 
 
-@pytest.mark.parametrize("dispatch", ["sorted", "dense"])
+@pytest.mark.parametrize("dispatch", ["batched", "sorted", "dense"])
 @pytest.mark.parametrize("top_k", [1, 2, 3])
 def test_smoa_dispatch_equals_the_per_expert_loop(dispatch, top_k):
     pool = trained_pool(top_k)
@@ -69,15 +69,16 @@ def test_smoa_dispatch_handles_experts_nobody_chose():
     h = torch.randn(2, 5, 384)
     expected, routing, _ = loop_smoa(pool, h)
     assert (routing == 3).all()
-    for dispatch in ("sorted", "dense"):
+    for dispatch in ("batched", "sorted", "dense"):
         pool.dispatch = dispatch
         torch.testing.assert_close(pool(h, 0), expected, rtol=0, atol=1e-6)
 
 
-def test_smoa_sorted_dispatch_reads_the_host_once_per_block(monkeypatch):
-    """No per-expert ``nonzero``: the sorted path's only host read is one ``tolist`` of the expert counts."""
+@pytest.mark.parametrize("dispatch", ["batched", "sorted"])
+def test_smoa_grouped_dispatch_reads_the_host_once_per_block(monkeypatch, dispatch):
+    """No per-expert ``nonzero``: the only host read is one read of the expert counts."""
     pool = trained_pool(2)
-    pool.dispatch = "sorted"
+    pool.dispatch = dispatch
     calls = {"nonzero": 0}
     real_nonzero = torch.Tensor.nonzero
 
@@ -88,6 +89,14 @@ def test_smoa_sorted_dispatch_reads_the_host_once_per_block(monkeypatch):
     monkeypatch.setattr(torch.Tensor, "nonzero", counting_nonzero)
     pool(torch.randn(2, 9, 384), 0)
     assert calls["nonzero"] == 0
+
+
+def test_smoa_auto_dispatch_is_batched_on_cpu(monkeypatch):
+    pool = trained_pool(1)
+    used = []
+    monkeypatch.setattr(pool, "_batched_experts", lambda *a: used.append("batched") or a[0])
+    pool(torch.randn(1, 3, 384), 0)
+    assert pool.dispatch == "auto" and used == ["batched"]
 
 
 def test_smoa_rejects_an_unknown_dispatch():
@@ -315,6 +324,59 @@ def test_split_second_conv_equals_the_concatenated_tokenizer(widths):
         assert (ours_grads[name] - param.grad).abs().max() <= 1e-4 * scale, name  # float rounding of the sums
 
 
+@pytest.mark.parametrize("widths", [(128, 256), (256, 512, 1024)], ids=["point_mae", "pointgpt_large"])
+def test_unrecorded_tokenizer_equals_the_recorded_one_bit_for_bit(widths):
+    """Frozen or inference tokenizer: amax and in-place add / ReLU; the recorded one: max(dim) and out-of-place ops.
+    Same arithmetic, so the same bits; and both equal the concatenated official form to float rounding."""
+    from pcpeft.models.point_tokenizer import MiniPointNet
+
+    torch.manual_seed(0)
+    encoder = MiniPointNet(64, widths).eval()
+    neighbourhoods = torch.randn(2, 8, 16, 3)
+    assert encoder._fusable()
+    recorded = encoder(neighbourhoods.clone().requires_grad_())
+    assert recorded.grad_fn is not None
+    with torch.no_grad():
+        unrecorded = encoder(neighbourhoods)
+        reference = _concatenated_tokenizer(encoder, neighbourhoods)
+    assert torch.equal(recorded.detach(), unrecorded)
+    assert torch.allclose(unrecorded, reference, atol=1e-5, rtol=1e-5)
+
+
+class _ChannelsLastWrapper(torch.nn.Module):
+    """A kernel-1 conv wrapped by something other than a Conv1d, run on channels-last input."""
+
+    def __init__(self, conv):
+        super().__init__()
+        self.conv = conv
+
+    def forward(self, x):
+        return torch.nn.functional.linear(x, self.conv.weight.squeeze(-1), self.conv.bias)
+
+
+def test_tokenizer_with_a_wrapped_conv_falls_back_to_the_concatenated_form():
+    from pcpeft.models.point_tokenizer import MiniPointNet
+
+    torch.manual_seed(0)
+    encoder = MiniPointNet(32).eval()
+    neighbourhoods = torch.randn(2, 4, 8, 3)
+    with torch.no_grad():
+        fused = encoder(neighbourhoods)
+        encoder.second_conv[0] = _ChannelsLastWrapper(encoder.second_conv[0])  # as a method wrapping it would
+        assert not encoder._fusable()
+        assert torch.allclose(encoder(neighbourhoods), fused, atol=1e-5, rtol=1e-5)
+
+
+def test_recorded_max_over_points_sends_the_gradient_to_the_first_maximum_like_the_reference():
+    from pcpeft.models.point_tokenizer import _max_over_points
+
+    x = torch.tensor([[[1.0, 5.0], [3.0, 5.0], [3.0, 2.0]]], requires_grad=True)  # (1, M=3, C=2): ties in both
+    _max_over_points(x).sum().backward()
+    assert x.grad.tolist() == [[[0.0, 1.0], [1.0, 0.0], [0.0, 0.0]]]
+    with torch.no_grad():
+        assert torch.equal(_max_over_points(x), torch.tensor([[3.0, 5.0]]))
+
+
 def test_training_forward_records_no_slice_copy():
     """An in-place ReLU on a reshaped view made autograd record CopySlices (a copy and a zero-fill of the whole
     activation in backward, ~20% of the full step); the tokenizer must not bring it back."""
@@ -362,3 +424,15 @@ def test_side_by_side_table_marks_the_dapt_time_and_memory_targets():
     table = side_by_side_markdown(rows)
     assert "| adapter_x step / reference DAPT step | 0.50 | <= 0.60: met |" in table
     assert "| adapter_x peak training memory / reference DAPT | 0.60 | <= 0.70: met |" in table
+
+
+def test_side_by_side_names_a_bf16_case_it_could_not_run_instead_of_timing_emulated_bf16(monkeypatch):
+    from pcpeft import benchmark
+
+    monkeypatch.setattr(benchmark, "cpu_native_bf16", lambda: (False, "no avx512_bf16 cpu flag"))
+    rows = benchmark.bench_side_by_side(cases=("full step bf16",))  # would take minutes if it really ran
+    assert rows == [{"case": "full step bf16",
+                     "skipped": "not run: no avx512_bf16 cpu flag (emulated bf16 is far slower than fp32)"}]
+    rows.append({"case": "reference full step", "median_ms": 100.0, "round_medians_ms": [100.0], "peak_mb": 1.0})
+    table = benchmark.side_by_side_markdown(rows)
+    assert "| full step in bf16 / reference fp32 | - | <= 0.30: not measured (not run: no avx512_bf16" in table

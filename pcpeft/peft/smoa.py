@@ -33,10 +33,13 @@ from torch import nn
 
 from .base import PeftConfig, PeftError, backbone_blocks, register_method
 
-#: How the chosen experts run: ``sorted`` (grouped matmul over expert-sorted chunks; one host read of the
-#: expert counts per block), ``dense`` (every expert on every chunk, gates zero elsewhere; no host sync, E times
-#: the expert FLOPs), ``auto`` (dense on CUDA, where syncs and launches dominate; sorted elsewhere).
-Dispatch = Literal["auto", "sorted", "dense"]
+#: How the chosen experts run: ``batched`` (each chunk placed in its expert's row of a padded (E, n_max, c)
+#: tensor, all experts as two ``baddbmm`` calls, one gather back; one host read of the expert counts per block),
+#: ``sorted`` (chunks sorted by expert, two matmuls per expert on contiguous slices; same host read),
+#: ``dense`` (every expert on every chunk, gates zero elsewhere; no host sync, E times the expert FLOPs),
+#: ``auto`` (dense on CUDA, where syncs and launches dominate; batched elsewhere: measured fastest on CPU,
+#: docs/benchmarks.md).
+Dispatch = Literal["auto", "batched", "sorted", "dense"]
 
 
 class _PermuteRows(torch.autograd.Function):
@@ -54,6 +57,37 @@ class _PermuteRows(torch.autograd.Function):
         return grad.index_select(0, inverse), None, None
 
 
+class _PlaceRows(torch.autograd.Function):
+    """x (R, c) -> (total, c) with row i at ``slots[i]`` and zeros elsewhere (``slots`` distinct); the backward is
+    the gather ``grad[slots]``."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, slots: torch.Tensor, total: int) -> torch.Tensor:
+        ctx.save_for_backward(slots)
+        return x.new_zeros(total, x.shape[1]).index_copy_(0, slots, x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (slots,) = ctx.saved_tensors
+        return grad.index_select(0, slots), None, None
+
+
+class _TakeRows(torch.autograd.Function):
+    """y (total, c) -> y[slots] (R, c) for distinct ``slots``; the backward places the rows back (a copy into
+    zeros, not the scatter-add of ``index_select``'s backward)."""
+
+    @staticmethod
+    def forward(ctx, y: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(slots)
+        ctx.total = y.shape[0]
+        return y.index_select(0, slots)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (slots,) = ctx.saved_tensors
+        return grad.new_zeros(ctx.total, grad.shape[1]).index_copy_(0, slots, grad), None
+
+
 class SharedMixtureOfAdapters(nn.Module):
     """The shared expert pool and router. (B, T, D) -> (B, T, D), plus routing bookkeeping per block."""
 
@@ -61,8 +95,8 @@ class SharedMixtureOfAdapters(nn.Module):
                  temperature: float = 0.1, top_k: int = 1, balance_weight: float = 0.01,
                  dispatch: Dispatch = "auto") -> None:
         super().__init__()
-        if dispatch not in ("auto", "sorted", "dense"):
-            raise PeftError(f"SMoA dispatch must be 'auto', 'sorted' or 'dense', got {dispatch!r}")
+        if dispatch not in ("auto", "batched", "sorted", "dense"):
+            raise PeftError(f"SMoA dispatch must be 'auto', 'batched', 'sorted' or 'dense', got {dispatch!r}")
         if dim % heads:
             raise PeftError(f"SMoA heads ({heads}) must divide the token dim ({dim})")
         if not 1 <= top_k <= num_experts:
@@ -99,9 +133,11 @@ class SharedMixtureOfAdapters(nn.Module):
         probs = self.route(chunks)
         # (S, k); top-1 by max, 6x cheaper than topk for k = 1 (same index: the first of equal maxima)
         gates, experts = probs.max(dim=-1, keepdim=True) if self.top_k == 1 else probs.topk(self.top_k, dim=-1)
-        mode = self.dispatch if self.dispatch != "auto" else ("dense" if h.is_cuda else "sorted")
+        mode = self.dispatch if self.dispatch != "auto" else ("dense" if h.is_cuda else "batched")
         if mode == "dense":
             out = self._dense_experts(chunks, gates, experts)
+        elif mode == "batched":
+            out = self._batched_experts(chunks, gates, experts)
         else:
             out = self._sorted_experts(chunks, gates, experts)
         top1 = experts[:, 0]
@@ -130,6 +166,30 @@ class SharedMixtureOfAdapters(nn.Module):
                 hidden = F.gelu(xe @ self.down_weight[expert] + self.down_bias[expert])
                 pieces.append(hidden @ self.up_weight[expert] + self.up_bias[expert])
         y = _PermuteRows.apply(torch.cat(pieces), inverse, order).reshape(count, k, self.chunk)
+        y = y * gates.unsqueeze(-1)
+        return y[:, 0] if k == 1 else y.sum(1)
+
+    def _batched_experts(self, chunks: torch.Tensor, gates: torch.Tensor, experts: torch.Tensor) -> torch.Tensor:
+        """All experts in two batched matmuls over a padded layout. chunks (S, c), gates / experts (S, k) -> (S, c).
+
+        The (chunk, slot) pair routed to expert e as its r-th chunk (in chunk order) goes to row e * n_max + r of
+        a zero-padded (E * n_max, c) tensor, n_max being the largest expert load (one host read of the counts);
+        ``baddbmm`` runs every expert on its rows at once, and the pairs' rows are gathered back. Padding rows are
+        computed and never read. Rows move by a placement and a gather whose backwards are each other's.
+        """
+        count, k, num = chunks.shape[0], self.top_k, self.num_experts
+        flat_experts = experts.reshape(-1)  # (S*k,), entry i = (chunk i // k, slot i % k)
+        order = flat_experts.argsort(stable=True)
+        counts = torch.bincount(flat_experts, minlength=num)
+        starts = counts.cumsum(0) - counts
+        rank = torch.empty_like(order).scatter_(0, order, torch.arange(order.numel(), device=order.device))
+        width = int(counts.max())  # the host read
+        slots = flat_experts * width + rank - starts[flat_experts]  # (S*k,) distinct rows of (E*n_max)
+        pairs = chunks if k == 1 else chunks.unsqueeze(1).expand(count, k, self.chunk).reshape(count * k, self.chunk)
+        padded = _PlaceRows.apply(pairs, slots, num * width).reshape(num, width, self.chunk)
+        hidden = F.gelu(torch.baddbmm(self.down_bias.unsqueeze(1), padded, self.down_weight))  # (E, n_max, b)
+        out = torch.baddbmm(self.up_bias.unsqueeze(1), hidden, self.up_weight)  # (E, n_max, c)
+        y = _TakeRows.apply(out.reshape(num * width, self.chunk), slots).reshape(count, k, self.chunk)
         y = y * gates.unsqueeze(-1)
         return y[:, 0] if k == 1 else y.sum(1)
 
