@@ -33,8 +33,8 @@ from torch import nn
 
 from .base import PeftConfig, PeftError, backbone_blocks, register_method
 
-#: How the chosen experts run: ``batched`` (each chunk placed in its expert's row of a padded (E, n_max, c)
-#: tensor, all experts as two ``baddbmm`` calls, one gather back; one host read of the expert counts per block),
+#: How the chosen experts run: ``batched`` (chunks placed in equal-sized row blocks per expert, padded; all
+#: experts as two ``baddbmm`` calls, one gather back; one host read of the expert counts per block),
 #: ``sorted`` (chunks sorted by expert, two matmuls per expert on contiguous slices; same host read),
 #: ``dense`` (every expert on every chunk, gates zero elsewhere; no host sync, E times the expert FLOPs),
 #: ``auto`` (dense on CUDA, where syncs and launches dominate; batched elsewhere: measured fastest on CPU,
@@ -172,24 +172,35 @@ class SharedMixtureOfAdapters(nn.Module):
     def _batched_experts(self, chunks: torch.Tensor, gates: torch.Tensor, experts: torch.Tensor) -> torch.Tensor:
         """All experts in two batched matmuls over a padded layout. chunks (S, c), gates / experts (S, k) -> (S, c).
 
-        The (chunk, slot) pair routed to expert e as its r-th chunk (in chunk order) goes to row e * n_max + r of
-        a zero-padded (E * n_max, c) tensor, n_max being the largest expert load (one host read of the counts);
-        ``baddbmm`` runs every expert on its rows at once, and the pairs' rows are gathered back. Padding rows are
-        computed and never read. Rows move by a placement and a gather whose backwards are each other's.
+        Routing is rarely balanced (at initialisation one expert can take 3x its share), so the batch is made of
+        *blocks* of ``cap = ceil(S*k / E)`` rows: expert e gets ``ceil(n_e / cap)`` consecutive blocks, each run
+        with e's weights. The (chunk, slot) pair routed to e as its r-th chunk (in chunk order) goes to row
+        ``first_block(e) * cap + r``; at most E - 1 blocks' worth of padding rows are computed (never read).
+        One host read of the E counts per call; rows move by a placement and a gather whose backwards are each
+        other's.
         """
         count, k, num = chunks.shape[0], self.top_k, self.num_experts
         flat_experts = experts.reshape(-1)  # (S*k,), entry i = (chunk i // k, slot i % k)
         order = flat_experts.argsort(stable=True)
         counts = torch.bincount(flat_experts, minlength=num)
-        starts = counts.cumsum(0) - counts
-        rank = torch.empty_like(order).scatter_(0, order, torch.arange(order.numel(), device=order.device))
-        width = int(counts.max())  # the host read
-        slots = flat_experts * width + rank - starts[flat_experts]  # (S*k,) distinct rows of (E*n_max)
+        sizes = counts.tolist()  # the host read
+        cap = max(1, -(-flat_experts.numel() // num))
+        blocks = [-(-size // cap) for size in sizes]  # blocks per expert
+        first_block = [0] * num
+        for expert in range(1, num):
+            first_block[expert] = first_block[expert - 1] + blocks[expert - 1]
+        device = flat_experts.device
+        block_expert = torch.repeat_interleave(torch.arange(num, device=device), torch.tensor(blocks, device=device))
+        rank = torch.empty_like(order).scatter_(0, order, torch.arange(order.numel(), device=device))
+        row_zero = torch.tensor(first_block, device=device) * cap - (counts.cumsum(0) - counts)  # (E,)
+        slots = row_zero[flat_experts] + rank  # (S*k,) distinct rows of (blocks * cap)
         pairs = chunks if k == 1 else chunks.unsqueeze(1).expand(count, k, self.chunk).reshape(count * k, self.chunk)
-        padded = _PlaceRows.apply(pairs, slots, num * width).reshape(num, width, self.chunk)
-        hidden = F.gelu(torch.baddbmm(self.down_bias.unsqueeze(1), padded, self.down_weight))  # (E, n_max, b)
-        out = torch.baddbmm(self.up_bias.unsqueeze(1), hidden, self.up_weight)  # (E, n_max, c)
-        y = _TakeRows.apply(out.reshape(num * width, self.chunk), slots).reshape(count, k, self.chunk)
+        total = len(block_expert)
+        padded = _PlaceRows.apply(pairs, slots, total * cap).reshape(total, cap, self.chunk)
+        hidden = F.gelu(torch.baddbmm(self.down_bias[block_expert].unsqueeze(1), padded,
+                                      self.down_weight[block_expert]))  # (blocks, cap, b)
+        out = torch.baddbmm(self.up_bias[block_expert].unsqueeze(1), hidden, self.up_weight[block_expert])
+        y = _TakeRows.apply(out.reshape(total * cap, self.chunk), slots).reshape(count, k, self.chunk)
         y = y * gates.unsqueeze(-1)
         return y[:, 0] if k == 1 else y.sum(1)
 
