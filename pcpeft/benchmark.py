@@ -276,12 +276,17 @@ SIDE_CASES = {
     "reference inference": ("plain", "infer", "reference", False, False),
     "adapter_x inference": ("adapter_x", "infer", "pcpeft", False, True),
 }
-#: peak-memory ratios of step cases: (numerator case, denominator case, target or None, label)
+#: peak-memory ratios of step cases: (numerator case, denominator case, target or None, label, metric). Metrics:
+#: ``tensor_mb`` = the peak of live tensor bytes during one step (CPU allocation events; what CUDA's
+#: ``max_memory_allocated`` measures), ``peak_mb`` = the growth of the process's peak RSS over the steps (adds the
+#: allocator's retained free memory and fragmentation).
 SIDE_MEMORY_RATIOS = (
-    ("adapter_x step", "reference dapt step", 0.70, "adapter_x peak training memory / reference DAPT"),
+    ("adapter_x step", "reference dapt step", 0.70, "adapter_x peak live tensors / reference DAPT", "tensor_mb"),
+    ("adapter_x step", "reference dapt step", 0.70, "adapter_x peak RSS growth / reference DAPT", "peak_mb"),
     ("adapter_x step, default allocator", "reference dapt step", None,
-     "adapter_x peak training memory / reference DAPT, both default allocator"),
-    ("dapt step", "reference dapt step", None, "dapt peak training memory / reference DAPT"),
+     "adapter_x peak RSS growth / reference DAPT, both default allocator", "peak_mb"),
+    ("dapt step", "reference dapt step", None, "dapt peak live tensors / reference DAPT", "tensor_mb"),
+    ("full step", "reference full step", None, "full step peak live tensors / reference", "tensor_mb"),
 )
 #: (numerator case, denominator case, target ratio or None, label)
 SIDE_RATIOS = (
@@ -323,7 +328,7 @@ def bench_side_case(case: str, shape: str, batch: int, repeats: int, warmup: int
     if impl == "reference":
         restated = reference_dapt if method == "dapt" else reference_point_mae
         forward = lambda: restated(model, points)  # noqa: E731
-    peak = None
+    peak = tensor_peak = None
     if kind == "infer":
         model.eval()
         with torch.no_grad():
@@ -345,13 +350,35 @@ def bench_side_case(case: str, shape: str, batch: int, repeats: int, warmup: int
         before = _rss_baseline_mb()
         times = _times(step, repeats, warmup)
         peak = _peak_rss_mb() - before
+        opt.zero_grad(set_to_none=True)  # so that no gradient of an earlier step is freed inside the measured one
+        tensor_peak = _peak_tensor_mb(step)
     if impl == "reference":  # checked after timing, so that its forwards do not raise the memory baseline
         model.eval()
         with torch.no_grad():
             gap = (forward() - model(points)).abs().max().item()
         if gap > 1e-4:
             raise RuntimeError(f"the restated reference of {case!r} differs from pcpeft's forward by {gap:.2e}")
-    return {"case": case, "median_ms": statistics.median(times), "times_ms": times, "peak_mb": peak}
+    return {"case": case, "median_ms": statistics.median(times), "times_ms": times, "peak_mb": peak,
+            "tensor_mb": tensor_peak}
+
+
+def _peak_tensor_mb(fn) -> float | None:
+    """Run ``fn`` once under the profiler's memory tracking; the peak of live tensor bytes it allocated (MB), from
+    the allocation and free events in time order. None where this torch does not expose the events."""
+    from torch.profiler import ProfilerActivity, profile
+
+    try:
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            fn()
+        events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events()
+                        if e.name() == "[memory]")
+    except (AttributeError, RuntimeError):
+        return None
+    live = peak = 0
+    for _, nbytes in events:
+        live += nbytes
+        peak = max(peak, live)
+    return peak / 2 ** 20
 
 
 def _times(fn, repeats: int, warmup: int) -> list[float]:
@@ -386,24 +413,28 @@ def bench_side_by_side(shape: str = "scanobjectnn", batch: int = 8, repeats: int
             proc.start()
             runs[case].append(queue.get())
             proc.join()
-    peaks = lambda c: [r["peak_mb"] for r in runs[c] if r["peak_mb"] is not None]  # noqa: E731
+    def largest(case: str, metric: str) -> float | None:
+        values = [r[metric] for r in runs[case] if r.get(metric) is not None]
+        return max(values) if values else None
+
     return [{"case": c, "median_ms": statistics.median(r["median_ms"] for r in runs[c]),
              "round_medians_ms": [r["median_ms"] for r in runs[c]],
-             "peak_mb": max(peaks(c)) if peaks(c) else None} for c in cases] + [
+             "peak_mb": largest(c, "peak_mb"), "tensor_mb": largest(c, "tensor_mb")} for c in cases] + [
         {"case": c, "skipped": why} for c, why in skipped.items()]
 
 
 def side_by_side_markdown(rows: list[dict]) -> str:
     """The case table and the ratio table with each target marked met / MISSED."""
     by = {r["case"]: r for r in rows}
-    lines = ["| case | median (ms) | round medians (ms) | peak memory growth (MB) |", "| --- | ---: | --- | ---: |"]
+    lines = ["| case | median (ms) | round medians (ms) | peak live tensors (MB) | peak RSS growth (MB) |",
+             "| --- | ---: | --- | ---: | ---: |"]
     for r in rows:
         if "skipped" in r:
-            lines.append(f"| {r['case']} | - | {r['skipped']} | |")
+            lines.append(f"| {r['case']} | - | {r['skipped']} | | |")
             continue
-        peak = "" if r.get("peak_mb") is None else f"{r['peak_mb']:.0f}"
+        tensors, peak = ("" if r.get(m) is None else f"{r[m]:.0f}" for m in ("tensor_mb", "peak_mb"))
         rounds = ", ".join(f"{v:.0f}" for v in r["round_medians_ms"])
-        lines.append(f"| {r['case']} | {r['median_ms']:.0f} | {rounds} | {peak} |")
+        lines.append(f"| {r['case']} | {r['median_ms']:.0f} | {rounds} | {tensors} | {peak} |")
     lines += ["", "| ratio | value | target |", "| --- | ---: | --- |"]
     for num, den, target, label in SIDE_RATIOS:
         missing = [by[c]["skipped"] for c in (num, den) if "skipped" in by.get(c, {})]
@@ -414,9 +445,9 @@ def side_by_side_markdown(rows: list[dict]) -> str:
             value = by[num]["median_ms"] / by[den]["median_ms"]
             mark = "" if target is None else f"<= {target:.2f}: {'met' if value <= target else 'MISSED'}"
             lines.append(f"| {label} | {value:.2f} | {mark} |")
-    for num, den, target, label in SIDE_MEMORY_RATIOS:
-        if by.get(num, {}).get("peak_mb") and by.get(den, {}).get("peak_mb"):
-            value = by[num]["peak_mb"] / by[den]["peak_mb"]
+    for num, den, target, label, metric in SIDE_MEMORY_RATIOS:
+        if by.get(num, {}).get(metric) and by.get(den, {}).get(metric):
+            value = by[num][metric] / by[den][metric]
             mark = "" if target is None else f"<= {target:.2f}: {'met' if value <= target else 'MISSED'}"
             lines.append(f"| {label} | {value:.2f} | {mark} |")
     return "\n".join(lines)

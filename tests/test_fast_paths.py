@@ -419,11 +419,29 @@ def test_restated_reference_dapt_equals_pcpeft_dapt_and_trains():
 def test_side_by_side_table_marks_the_dapt_time_and_memory_targets():
     from pcpeft.benchmark import side_by_side_markdown
 
-    rows = [{"case": "adapter_x step", "median_ms": 50.0, "round_medians_ms": [50.0], "peak_mb": 60.0},
-            {"case": "reference dapt step", "median_ms": 100.0, "round_medians_ms": [100.0], "peak_mb": 100.0}]
+    rows = [{"case": "adapter_x step", "median_ms": 50.0, "round_medians_ms": [50.0], "peak_mb": 80.0,
+             "tensor_mb": 60.0},
+            {"case": "reference dapt step", "median_ms": 100.0, "round_medians_ms": [100.0], "peak_mb": 100.0,
+             "tensor_mb": 100.0}]
     table = side_by_side_markdown(rows)
     assert "| adapter_x step / reference DAPT step | 0.50 | <= 0.60: met |" in table
-    assert "| adapter_x peak training memory / reference DAPT | 0.60 | <= 0.70: met |" in table
+    assert "| adapter_x peak live tensors / reference DAPT | 0.60 | <= 0.70: met |" in table
+    assert "| adapter_x peak RSS growth / reference DAPT | 0.80 | <= 0.70: MISSED |" in table
+    assert "| adapter_x step | 50 | 50 | 60 | 80 |" in table
+
+
+def test_peak_live_tensor_memory_counts_what_a_step_holds_at_once():
+    from pcpeft.benchmark import _peak_tensor_mb
+
+    def step():
+        a = torch.ones(2 ** 20)  # 4 MB
+        b = torch.ones(2 ** 20)  # 8 MB live
+        del a, b
+        c = torch.ones(2 ** 19)  # 2 MB, after both were freed
+        return c.sum()
+
+    peak = _peak_tensor_mb(step)
+    assert peak is not None and 8.0 <= peak < 8.5
 
 
 def test_side_by_side_names_a_bf16_case_it_could_not_run_instead_of_timing_emulated_bf16(monkeypatch):
