@@ -67,7 +67,7 @@ class MiniPointNet(nn.Module):
         return (isinstance(last, nn.Conv1d) and isinstance(first, nn.Conv1d)
                 and last.in_channels < last.out_channels)
 
-    def _point_and_global(self, neighbourhoods: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _point_and_global(self, neighbourhoods: torch.Tensor) -> torch.Tensor:
         """(BG, M, 3) -> the second conv's first layer on concat[global, per-point] (BG, M, 2w), computed as
         ``W_point @ feat + (W_global @ global + b)`` without the concatenation (half that layer's FLOPs, no
         (BG, M, 2w) copy). ``feat = W_last @ r + b_last`` is first_conv's last (linear) layer, so the per-point
