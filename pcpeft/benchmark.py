@@ -2,7 +2,8 @@
 
 Per method, on one backbone and input shape: trainable parameters, the median training step (forward, backward,
 AdamW step) after warm-up, peak memory of training (CUDA: ``max_memory_allocated``; CPU: the increase of the
-process's peak RSS over its value after building the model, each method in a fresh process), inference latency,
+process's peak RSS over its value after building the model, each method in a fresh process, and the peak of live
+tensor bytes of one step), inference latency,
 and for mergeable methods the latency after ``merge_and_unload`` next to the plain backbone's.
 Grouping: FPS per backend and kNN, median over repeats, the batched pure-torch FPS loop as the baseline.
 """
@@ -44,6 +45,9 @@ class MethodRow:
     infer_ms: float
     merged_infer_ms: float | None = None
     plain_infer_ms: float | None = None
+    #: CPU: the peak of live tensor bytes of one training step (:func:`_peak_tensor_mb`); CUDA: None (there
+    #: ``peak_memory_mb`` already is ``max_memory_allocated``)
+    peak_tensors_mb: float | None = None
 
 
 def _sync(device: torch.device) -> None:
@@ -144,11 +148,16 @@ def bench_method(method: str, shape: str, batch: int, device: str, repeats: int,
         base = _rss_baseline_mb()
     step_ms = median_ms(step, dev, repeats, warmup)
     peak = (torch.cuda.max_memory_allocated() - base) / 2 ** 20 if dev.type == "cuda" else _peak_rss_mb() - base
+    tensor_peak = None
+    if dev.type == "cpu":
+        opt.zero_grad(set_to_none=True)
+        tensor_peak = _peak_tensor_mb(step)
     model.eval()
     with torch.no_grad():
         with precision.autocast():
             infer = median_ms(lambda: model(points), dev, repeats, warmup)
-        row = MethodRow(method, trainable, 100 * trainable / total, step_ms, peak, infer)
+        row = MethodRow(method, trainable, 100 * trainable / total, step_ms, peak, infer,
+                        peak_tensors_mb=tensor_peak)
         if method in MERGEABLE:
             merged = model.merge_and_unload().eval()
             row.merged_infer_ms = median_ms(lambda: merged(points), dev, repeats, warmup)
@@ -214,13 +223,16 @@ def machine_description(device: str = "cpu") -> str:
 
 
 def methods_markdown(rows: list[dict]) -> str:
-    lines = ["| method | trainable | % | train step (ms) | peak train memory (MB) | inference (ms) | merged (ms) | "
-             "plain backbone (ms) |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    fmt = lambda v: "" if v is None else f"{v:.1f}"  # noqa: E731
+    """The methods table. Memory: ``peak train memory`` is CUDA's ``max_memory_allocated`` or, on CPU, the growth
+    of the process's peak RSS; ``peak live tensors`` (CPU) is the peak of tensor bytes alive at once in one step."""
+    lines = ["| method | trainable | % | train step (ms) | peak train memory (MB) | peak live tensors (MB) | "
+             "inference (ms) | merged (ms) | plain backbone (ms) |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    fmt = lambda v, digits=1: "" if v is None else f"{v:.{digits}f}"  # noqa: E731
     for r in rows:
         lines.append(f"| {r['method']} | {r['trainable']:,} | {r['percent']:.3f} | {r['train_step_ms']:.0f} | "
-                     f"{r['peak_memory_mb']:.0f} | {r['infer_ms']:.1f} | {fmt(r['merged_infer_ms'])} | "
-                     f"{fmt(r['plain_infer_ms'])} |")
+                     f"{r['peak_memory_mb']:.0f} | {fmt(r.get('peak_tensors_mb'), 0)} | {r['infer_ms']:.1f} | "
+                     f"{fmt(r['merged_infer_ms'])} | {fmt(r['plain_infer_ms'])} |")
     return "\n".join(lines)
 
 

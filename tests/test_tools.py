@@ -46,6 +46,8 @@ def test_bench_tool_runs_on_tiny_settings(tmp_path):
     saved = json.loads(out.read_text())
     ssf = next(r for r in saved["methods"] if r["method"] == "ssf")
     assert ssf["merged_infer_ms"] > 0 and ssf["plain_infer_ms"] > 0 and ssf["train_step_ms"] > 0
+    by = {r["method"]: r for r in saved["methods"]}  # live tensors: full fine-tuning holds more than adapter_x
+    assert 0 < by["adapter_x"]["peak_tensors_mb"] < by["full"]["peak_tensors_mb"]
 
 
 def test_grouping_bench_lists_every_cpu_backend():
