@@ -148,10 +148,7 @@ def bench_method(method: str, shape: str, batch: int, device: str, repeats: int,
         base = _rss_baseline_mb()
     step_ms = median_ms(step, dev, repeats, warmup)
     peak = (torch.cuda.max_memory_allocated() - base) / 2 ** 20 if dev.type == "cuda" else _peak_rss_mb() - base
-    tensor_peak = None
-    if dev.type == "cpu":
-        opt.zero_grad(set_to_none=True)
-        tensor_peak = _peak_tensor_mb(step)
+    tensor_peak = _peak_step_tensors_mb(step, opt) if dev.type == "cpu" else None
     model.eval()
     with torch.no_grad():
         with precision.autocast():
@@ -362,8 +359,7 @@ def bench_side_case(case: str, shape: str, batch: int, repeats: int, warmup: int
         before = _rss_baseline_mb()
         times = _times(step, repeats, warmup)
         peak = _peak_rss_mb() - before
-        opt.zero_grad(set_to_none=True)  # so that no gradient of an earlier step is freed inside the measured one
-        tensor_peak = _peak_tensor_mb(step)
+        tensor_peak = _peak_step_tensors_mb(step, opt)
     if impl == "reference":  # checked after timing, so that its forwards do not raise the memory baseline
         model.eval()
         with torch.no_grad():
@@ -372,6 +368,13 @@ def bench_side_case(case: str, shape: str, batch: int, repeats: int, warmup: int
             raise RuntimeError(f"the restated reference of {case!r} differs from pcpeft's forward by {gap:.2e}")
     return {"case": case, "median_ms": statistics.median(times), "times_ms": times, "peak_mb": peak,
             "tensor_mb": tensor_peak}
+
+
+def _peak_step_tensors_mb(step, optimizer: torch.optim.Optimizer) -> float | None:
+    """:func:`_peak_tensor_mb` of one training ``step``, gradients dropped first so that no gradient of an
+    earlier step is freed (unaccounted) inside the measured one."""
+    optimizer.zero_grad(set_to_none=True)
+    return _peak_tensor_mb(step)
 
 
 def _peak_tensor_mb(fn) -> float | None:

@@ -24,6 +24,7 @@ equal to the per-expert loop to float rounding): see :data:`Dispatch`.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from typing import ClassVar, Literal
 
@@ -40,21 +41,6 @@ from .base import PeftConfig, PeftError, backbone_blocks, register_method
 #: ``auto`` (dense on CUDA, where syncs and launches dominate; batched elsewhere: measured fastest on CPU,
 #: docs/benchmarks.md).
 Dispatch = Literal["auto", "batched", "sorted", "dense"]
-
-
-class _PermuteRows(torch.autograd.Function):
-    """x (R, c) -> x[perm] (R, c) for a permutation ``perm`` with inverse ``inverse``; the backward is the inverse
-    gather (not the scatter-add of ``index_select``'s backward)."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, perm: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(inverse)
-        return x.index_select(0, perm)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        (inverse,) = ctx.saved_tensors
-        return grad.index_select(0, inverse), None, None
 
 
 class _PlaceRows(torch.autograd.Function):
@@ -146,28 +132,40 @@ class SharedMixtureOfAdapters(nn.Module):
         self.last_routing[block_index] = top1.detach().reshape(batch, tokens, self.heads)
         return out.reshape(batch, tokens, dim)
 
+    def _pairs_by_expert(self, chunks: torch.Tensor, experts: torch.Tensor
+                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, list[int]]:
+        """What both grouped dispatches share. chunks (S, c), experts (S, k) -> the (chunk, slot) pairs (S*k, c)
+        (pair i = chunk i // k, slot i % k), their experts (S*k,), the stable order that groups them by expert,
+        each pair's position in that order (the inverse permutation), the expert counts (E,), and those counts
+        read to the host (the one host read of a call)."""
+        count, k = chunks.shape[0], self.top_k
+        pairs = chunks if k == 1 else chunks.unsqueeze(1).expand(count, k, self.chunk).reshape(count * k, self.chunk)
+        flat_experts = experts.reshape(-1)
+        order = flat_experts.argsort(stable=True)
+        position = torch.empty_like(order).scatter_(0, order, torch.arange(order.numel(), device=order.device))
+        counts = torch.bincount(flat_experts, minlength=self.num_experts)
+        return pairs, flat_experts, order, position, counts, counts.tolist()
+
+    def _weigh(self, y: torch.Tensor, gates: torch.Tensor) -> torch.Tensor:
+        """Expert outputs of the pairs (S*k, c) weighted by their gates (S, k) and summed per chunk -> (S, c)."""
+        y = y.reshape(gates.shape[0], self.top_k, self.chunk) * gates.unsqueeze(-1)
+        return y[:, 0] if self.top_k == 1 else y.sum(1)
+
     def _sorted_experts(self, chunks: torch.Tensor, gates: torch.Tensor, experts: torch.Tensor) -> torch.Tensor:
         """Grouped matmul over chunks sorted by expert. chunks (S, c), gates / experts (S, k) -> (S, c).
 
         One argsort and one ``bincount`` per call (a single host read of the E counts, no per-expert
-        ``nonzero``); each expert runs two matmuls on its contiguous slice. Rows move only by permutation
-        gathers (forward and backward): no ``index_add``, which is pathologically slow on a busy multi-threaded CPU.
+        ``nonzero``); each expert runs two matmuls on its contiguous slice. Rows move only by gathers whose
+        backward places rows back: no ``index_add``, which is pathologically slow on a busy multi-threaded CPU.
         """
-        count, k = chunks.shape[0], self.top_k
-        flat_experts = experts.reshape(-1)  # (S*k,), entry i = (chunk i // k, slot i % k)
-        order = flat_experts.argsort(stable=True)
-        inverse = torch.empty_like(order).scatter_(0, order, torch.arange(order.numel(), device=order.device))
-        sizes = torch.bincount(flat_experts, minlength=self.num_experts).tolist()
-        pairs = chunks if k == 1 else chunks.unsqueeze(1).expand(count, k, self.chunk).reshape(count * k, self.chunk)
-        grouped = _PermuteRows.apply(pairs, order, inverse)  # (S*k, c), grouped by expert
+        pairs, _, order, position, _, sizes = self._pairs_by_expert(chunks, experts)
+        grouped = _TakeRows.apply(pairs, order)  # (S*k, c), grouped by expert
         pieces = []
         for expert, xe in enumerate(grouped.split(sizes)):
             if xe.shape[0]:
                 hidden = F.gelu(xe @ self.down_weight[expert] + self.down_bias[expert])
                 pieces.append(hidden @ self.up_weight[expert] + self.up_bias[expert])
-        y = _PermuteRows.apply(torch.cat(pieces), inverse, order).reshape(count, k, self.chunk)
-        y = y * gates.unsqueeze(-1)
-        return y[:, 0] if k == 1 else y.sum(1)
+        return self._weigh(_TakeRows.apply(torch.cat(pieces), position), gates)
 
     def _batched_experts(self, chunks: torch.Tensor, gates: torch.Tensor, experts: torch.Tensor) -> torch.Tensor:
         """All experts in two batched matmuls over a padded layout. chunks (S, c), gates / experts (S, k) -> (S, c).
@@ -179,30 +177,22 @@ class SharedMixtureOfAdapters(nn.Module):
         One host read of the E counts per call; rows move by a placement and a gather whose backwards are each
         other's.
         """
-        count, k, num = chunks.shape[0], self.top_k, self.num_experts
-        flat_experts = experts.reshape(-1)  # (S*k,), entry i = (chunk i // k, slot i % k)
-        order = flat_experts.argsort(stable=True)
-        counts = torch.bincount(flat_experts, minlength=num)
-        sizes = counts.tolist()  # the host read
-        cap = max(1, -(-flat_experts.numel() // num))
-        blocks = [-(-size // cap) for size in sizes]  # blocks per expert
-        first_block = [0] * num
-        for expert in range(1, num):
-            first_block[expert] = first_block[expert - 1] + blocks[expert - 1]
+        pairs, flat_experts, _, position, counts, sizes = self._pairs_by_expert(chunks, experts)
         device = flat_experts.device
-        block_expert = torch.repeat_interleave(torch.arange(num, device=device), torch.tensor(blocks, device=device))
-        rank = torch.empty_like(order).scatter_(0, order, torch.arange(order.numel(), device=device))
+        cap = max(1, -(-flat_experts.numel() // self.num_experts))
+        blocks = [-(-size // cap) for size in sizes]  # blocks per expert
+        first_block = [0, *itertools.accumulate(blocks[:-1])]
+        block_expert = torch.repeat_interleave(torch.arange(self.num_experts, device=device),
+                                               torch.tensor(blocks, device=device))
+        # pair i is the (position - first pair of its expert)-th of its expert
         row_zero = torch.tensor(first_block, device=device) * cap - (counts.cumsum(0) - counts)  # (E,)
-        slots = row_zero[flat_experts] + rank  # (S*k,) distinct rows of (blocks * cap)
-        pairs = chunks if k == 1 else chunks.unsqueeze(1).expand(count, k, self.chunk).reshape(count * k, self.chunk)
+        slots = row_zero[flat_experts] + position  # (S*k,) distinct rows of (blocks * cap)
         total = len(block_expert)
         padded = _PlaceRows.apply(pairs, slots, total * cap).reshape(total, cap, self.chunk)
         hidden = F.gelu(torch.baddbmm(self.down_bias[block_expert].unsqueeze(1), padded,
                                       self.down_weight[block_expert]))  # (blocks, cap, b)
         out = torch.baddbmm(self.up_bias[block_expert].unsqueeze(1), hidden, self.up_weight[block_expert])
-        y = _TakeRows.apply(out.reshape(total * cap, self.chunk), slots).reshape(count, k, self.chunk)
-        y = y * gates.unsqueeze(-1)
-        return y[:, 0] if k == 1 else y.sum(1)
+        return self._weigh(_TakeRows.apply(out.reshape(total * cap, self.chunk), slots), gates)
 
     def _dense_experts(self, chunks: torch.Tensor, gates: torch.Tensor, experts: torch.Tensor) -> torch.Tensor:
         """Every expert on every chunk as two wide matmuls, unchosen experts weighted 0; no host sync at all.
