@@ -1,6 +1,9 @@
 """Every fast path equals its slow, straightforward restatement: SMoA dispatch, FPS kernels, kNN, bf16 inference."""
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -177,13 +180,60 @@ def test_knn_numba_in_other_dimensions_equals_the_stable_restatement(dims):
     assert torch.equal(knn_numba(cloud, queries, 24), stable_knn(cloud, queries, 24))
 
 
-@pytest.mark.parametrize("points", [5, 31, 33, 64, 95])
-def test_numba_fps_lanes_and_tail_equal_the_torch_loop(points):
-    # clouds shorter than one lane block, one point past it, exact blocks and a long tail
+@pytest.mark.parametrize("points", [1, 5, 31, 33, 64, 95])
+def test_numba_fps_on_short_lattice_clouds_equals_the_torch_loop(points):
+    # every centre taken (all distinct points exhausted, index 0 repeated), ties everywhere, odd lengths
     gen = torch.Generator().manual_seed(points)
     cloud = torch.randint(-2, 3, (3, points, 3), generator=gen).float()
     assert torch.equal(fps_numba(cloud, points, False), fps_torch(cloud, points, False))
     assert torch.equal(fps_numba(cloud, points, True), fps_torch(cloud, points, True))
+
+
+def test_numba_fps_with_every_point_excluded_equals_the_torch_loop():
+    # every min_dist is -1: the integer keys of negative floats must still order and pick index 0
+    cloud = 1e-3 * torch.randn(2, 50, 3, generator=torch.Generator().manual_seed(9))
+    assert torch.equal(fps_numba(cloud, 20, True), fps_torch(cloud, 20, True))
+    assert fps_numba(cloud, 20, True).eq(0).all()
+
+
+def test_numba_fps_update_loop_compiles_without_masked_stores():
+    """An in-place ``a[i] = d if d < a[i] else a[i]`` becomes a conditional store that LLVM vectorises as a masked
+    store (``vmaskmovps``: microcoded on AMD Zen, 3-6x slower there). The double-buffered update must not."""
+    import numba
+    import numpy as np
+
+    from pcpeft.ops import numba_kernels
+
+    fresh = numba.njit(nogil=True)(numba_kernels._fps_cloud.py_func)  # a new compile: cached ones keep no assembly
+    x, y, z = (np.random.default_rng(i).random(64, dtype=np.float32) for i in range(3))
+    out = np.empty(8, dtype=np.int64)
+    fresh(x, y, z, 8, np.full(64, 1e10, np.float32), np.empty(64, np.float32), out)
+    assert torch.equal(torch.from_numpy(out), fps_torch(torch.from_numpy(np.stack([x, y, z], -1))[None], 8)[0])
+    assert not masked_stores(fresh.inspect_asm(fresh.signatures[0]))
+
+
+def masked_stores(assembly: str) -> list[str]:
+    """AVX/AVX2 ``vmaskmov*`` and AVX-512 ``vmov* %reg, mem {%kN}`` lines of AT&T assembly."""
+    avx512 = re.compile(r"^\s*vmov\w*\s+%[xyz]mm\d+,\s*[^,]*\(.*\{%k[1-7]\}")
+    return [line for line in assembly.splitlines() if "maskmov" in line or avx512.match(line)]
+
+
+def test_masked_store_detector_finds_the_in_place_update():
+    import numba
+    import numpy as np
+
+    @numba.njit
+    def in_place(x, md, c):
+        for i in range(x.shape[0]):
+            d = (x[i] - c) * (x[i] - c)
+            m = md[i]
+            md[i] = d if d < m else m
+
+    in_place(np.ones(64, np.float32), np.ones(64, np.float32), np.float32(0.5))
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.exists() or not any(flag in cpuinfo.read_text() for flag in (" avx2", " avx512f")):
+        pytest.skip("no AVX2 / AVX-512 here: LLVM emits no vector masked stores at all")
+    assert masked_stores(in_place.inspect_asm(in_place.signatures[0]))
 
 
 def test_knn_torch_still_equals_plain_topk_without_ties():
