@@ -284,7 +284,11 @@ SIDE_CASES = {
     "plain inference": ("plain", "infer", "pcpeft", False, True),
     "reference inference": ("plain", "infer", "reference", False, False),
     "adapter_x inference": ("adapter_x", "infer", "pcpeft", False, True),
+    "adapter_x inference, SMoA zeroed": ("adapter_x", "infer", "pcpeft", False, True),
 }
+#: Diagnostic cases whose shared SMoA pool is replaced by zeros (:func:`zero_smoa_pool`): what the prompt tokens
+#: alone cost, the floor of ``adapter_x`` inference for any SMoA implementation.
+SMOA_ZEROED_CASES = frozenset({"adapter_x inference, SMoA zeroed"})
 #: peak-memory ratios of step cases: (numerator case, denominator case, target or None, label, metric). Metrics:
 #: ``tensor_mb`` = the peak of live tensor bytes during one step (CPU allocation events; what CUDA's
 #: ``max_memory_allocated`` measures), ``peak_mb`` = the growth of the process's peak RSS over the steps (adds the
@@ -311,7 +315,17 @@ SIDE_RATIOS = (
     ("dapt step", "reference dapt step", None, "dapt step / reference DAPT step"),
     ("plain inference", "reference inference", None, "plain inference / reference"),
     ("adapter_x inference", "plain inference", 1.05, "adapter_x inference / pcpeft plain"),
+    ("adapter_x inference, SMoA zeroed", "plain inference", None,
+     "adapter_x prompt tokens alone (SMoA zeroed) / pcpeft plain: the floor of the line above"),
 )
+
+
+def zero_smoa_pool(model) -> None:
+    """Replace a PEFT model's shared SMoA pool by one returning zeros (the prompt generator still reads the
+    branch outputs and inserts its prompt tokens). For timing what the prompts alone cost; a fresh ``adapter_x``
+    (zero-initialised up projections) computes the same logits either way."""
+    pool = model.peft_modules["smoa"]
+    pool.forward = lambda h, block_index: torch.zeros_like(h)
 
 
 def bench_side_case(case: str, shape: str, batch: int, repeats: int, warmup: int) -> dict:
@@ -330,6 +344,8 @@ def bench_side_case(case: str, shape: str, batch: int, repeats: int, warmup: int
                          group_size=spec["group_size"])
     if method != "plain":
         model = get_peft_model(model, method)
+    if case in SMOA_ZEROED_CASES:
+        zero_smoa_pool(model)
     gen = torch.Generator().manual_seed(1)
     points = torch.randn(batch, spec["npoints"], 3, generator=gen)
     labels = torch.randint(0, spec["num_classes"], (batch,), generator=gen)

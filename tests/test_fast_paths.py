@@ -504,3 +504,27 @@ def test_side_by_side_names_a_bf16_case_it_could_not_run_instead_of_timing_emula
     rows.append({"case": "reference full step", "median_ms": 100.0, "round_medians_ms": [100.0], "peak_mb": 1.0})
     table = benchmark.side_by_side_markdown(rows)
     assert "| full step in bf16 / reference fp32 | - | <= 0.30: not measured (not run: no avx512_bf16" in table
+
+
+def test_zeroed_smoa_case_times_the_prompts_alone_and_keeps_the_fresh_logits():
+    """The diagnostic ``SMoA zeroed`` case skips the pool (no routing recorded) but still inserts the prompt tokens;
+    a fresh adapter_x (zero-initialised up projections) gives the same logits both ways."""
+    import pcpeft
+    from pcpeft import benchmark
+    from pcpeft.peft import get_peft_model
+
+    assert "adapter_x inference, SMoA zeroed" in benchmark.SMOA_ZEROED_CASES
+    torch.manual_seed(0)
+    model = get_peft_model(pcpeft.create_model("point_mae", num_classes=5, num_group=16, group_size=8, depth=2),
+                           "adapter_x").eval()
+    points = torch.randn(2, 128, 3)
+    tokens = []
+    model.base_model.block_stack[1].register_forward_hook(lambda mod, args, out: tokens.append(out.shape[1]))
+    with torch.no_grad():
+        expected = model(points)
+        benchmark.zero_smoa_pool(model)
+        model.peft_modules["smoa"].last_routing.clear()
+        got = model(points)
+    assert torch.equal(got, expected)
+    assert model.peft_modules["smoa"].last_routing == {}  # the pool did not run
+    assert tokens == [1 + 16 + 1, 1 + 16 + 1]  # cls, 16 groups, block 0's prompt: the prompts still run
