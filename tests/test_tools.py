@@ -35,6 +35,18 @@ def test_peft_table_tool_lists_every_method_with_the_documented_adapter_x_row():
     assert all(line in doc for line in out.strip().splitlines()), "docs/methods.md table is stale"
 
 
+def test_peft_table_tool_runs_on_a_vit_and_refuses_point_options_there():
+    tool = str(ROOT / "tools/peft_table.py")
+    out = subprocess.run([sys.executable, tool, "--model", "vit_base_patch16_224", "--num-classes", "100"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    # the 2D preset's budget without the head: 168,800 of ViT-B/16's 85,798,656 (docs/methods.md)
+    assert "| adapter_x_2d | 245,700 |" in out.stdout  # 168,800 + head 76,900 (768 x 100 + 100)
+    bad = subprocess.run([sys.executable, tool, "--model", "vit_base_patch16_224", "--num-group", "64"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "--num-group" in bad.stderr and "Traceback" not in bad.stderr
+
+
 def test_bench_tool_runs_on_tiny_settings(tmp_path):
     out = tmp_path / "bench.json"
     result = subprocess.run([sys.executable, str(ROOT / "tools/bench.py"), "--shape", "modelnet40", "--batch", "2",
