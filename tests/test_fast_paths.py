@@ -236,6 +236,33 @@ def test_masked_store_detector_finds_the_in_place_update():
     assert masked_stores(in_place.inspect_asm(in_place.signatures[0]))
 
 
+@pytest.mark.parametrize("k", [1, 7, 32])
+@pytest.mark.parametrize("points", [32 * 32, 3000, 32 * 40 + 31])
+def test_numba_knn_column_bound_path_equals_the_stable_restatement_with_ties(points, k):
+    # N >= 32 k takes the column-minimum bound; a 5^3 lattice makes ties at every distance, and the tail past the
+    # 32-row matrix (N % 32 points) is ranked with the rest
+    gen = torch.Generator().manual_seed(points + k)
+    cloud = torch.randint(-2, 3, (2, points, 3), generator=gen).float()
+    for queries in (cloud[:, :40], cloud[:, -40:] + 0.5, torch.zeros(2, 3, 3)):
+        assert torch.equal(knn_numba(cloud, queries, k), stable_knn(cloud, queries, k))
+
+
+def test_numba_knn_bound_pass_compiles_without_masked_stores():
+    import numba
+    import numpy as np
+
+    from pcpeft.ops import numba_kernels
+
+    fresh = numba.njit(nogil=True)(numba_kernels._knn_query_3d.py_func)
+    x, y, z = (np.random.default_rng(i).random(2048, dtype=np.float32) for i in range(3))
+    out = np.empty(8, dtype=np.int64)
+    fresh(x, y, z, np.float32(0.5), np.float32(0.5), np.float32(0.5), 8, np.empty(2048, np.float32),
+          np.empty(64, np.float32), np.empty(64, np.float32), out)
+    cloud = torch.from_numpy(np.stack([x, y, z], -1))[None]
+    assert torch.equal(torch.from_numpy(out), stable_knn(cloud, torch.full((1, 1, 3), 0.5), 8)[0, 0])
+    assert not masked_stores(fresh.inspect_asm(fresh.signatures[0]))
+
+
 def test_knn_torch_still_equals_plain_topk_without_ties():
     gen = torch.Generator().manual_seed(3)
     cloud = torch.randn(2, 3000, 3, generator=gen)

@@ -25,6 +25,8 @@ _FAR = np.float32(1e10)
 
 #: kNN block size for skipping points: a block with no distance below the current k-th best is passed over.
 _SKIP_BLOCK = 16
+#: kNN rows: N points are read as a (_ROWS, N // _ROWS) matrix whose column minima bound the k-th distance.
+_ROWS = 32
 
 
 @njit(nogil=True, cache=True)
@@ -83,16 +85,107 @@ def fps_kernel(points: np.ndarray, num_samples: int, exclude_near_origin: bool, 
 
 
 @njit(nogil=True, cache=True)
+def _before(value, index, other_value, other_index) -> bool:
+    """(value, index) sorts before (other_value, other_index): the nearer first, the lower index among ties."""
+    return value < other_value or (value == other_value and index < other_index)
+
+
+@njit(nogil=True, cache=True)
 def _insert_sorted(value, index, start, best_d, best_i) -> None:
-    """Insert (value, index) into the ascending lists at or below position ``start`` (strict <: among equal
-    distances the earlier index stays first)."""
+    """Insert (value, index) into the lists, ascending by (value, index), at or below position ``start``."""
     pos = start
-    while pos > 0 and value < best_d[pos - 1]:
+    while pos > 0 and _before(value, index, best_d[pos - 1], best_i[pos - 1]):
         best_d[pos] = best_d[pos - 1]
         best_i[pos] = best_i[pos - 1]
         pos -= 1
     best_d[pos] = value
     best_i[pos] = index
+
+
+@njit(nogil=True, cache=True)
+def _offer(value, index, filled, k, best_d, best_i) -> int:
+    """Offer one candidate to the k best kept so far (``filled`` of them); returns the new count."""
+    if filled < k:
+        _insert_sorted(value, index, filled, best_d, best_i)
+        return filled + 1
+    if _before(value, index, best_d[k - 1], best_i[k - 1]):
+        _insert_sorted(value, index, k - 1, best_d, best_i)
+    return filled
+
+
+@njit(nogil=True, cache=True)
+def _kth_smallest(values, k, scratch) -> np.float32:
+    """The k-th smallest of values (m >= k,), by insertion into scratch (k,)."""
+    for j in range(k):
+        value = values[j]
+        pos = j
+        while pos > 0 and value < scratch[pos - 1]:
+            scratch[pos] = scratch[pos - 1]
+            pos -= 1
+        scratch[pos] = value
+    for j in range(k, values.shape[0]):
+        value = values[j]
+        if value < scratch[k - 1]:
+            pos = k - 1
+            while pos > 0 and value < scratch[pos - 1]:
+                scratch[pos] = scratch[pos - 1]
+                pos -= 1
+            scratch[pos] = value
+    return scratch[k - 1]
+
+
+@njit(nogil=True, cache=True)
+def _knn_query_3d(x, y, z, q0, q1, q2, k, dist, column_min, spare, out_row) -> None:
+    """The k nearest of one query among N >= k * _ROWS points (x, y, z contiguous), into out_row (k,).
+
+    The points are read as a (_ROWS, N // _ROWS) matrix. One vectorised pass computes every distance and the
+    minimum of each column (double-buffered: an in-place running minimum compiles to masked stores). Each column
+    minimum is the distance of a distinct point, so the k-th smallest of them bounds the k-th nearest distance;
+    only the columns whose minimum is within the bound (and the tail past the matrix) are visited, and only their
+    points within it are candidates, ranked by (distance, index) whatever order they are visited in.
+    """
+    n = x.shape[0]
+    width = n // _ROWS
+    for i in range(width):
+        d0 = q0 - x[i]
+        d1 = q1 - y[i]
+        d2 = q2 - z[i]
+        d = d0 * d0 + d1 * d1 + d2 * d2
+        dist[i] = d
+        column_min[i] = d
+    current, other = column_min, spare
+    for row in range(1, _ROWS):
+        base = row * width
+        for col in range(width):
+            i = base + col
+            d0 = q0 - x[i]
+            d1 = q1 - y[i]
+            d2 = q2 - z[i]
+            d = d0 * d0 + d1 * d1 + d2 * d2
+            dist[i] = d
+            low = current[col]
+            other[col] = d if d < low else low
+        current, other = other, current
+    for i in range(_ROWS * width, n):
+        d0 = q0 - x[i]
+        d1 = q1 - y[i]
+        d2 = q2 - z[i]
+        dist[i] = d0 * d0 + d1 * d1 + d2 * d2
+    best_d = np.empty(k, dtype=np.float32)
+    best_i = np.empty(k, dtype=np.int64)
+    bound = _kth_smallest(current, k, best_d)
+    filled = 0
+    for col in range(width):
+        if current[col] <= bound:
+            for row in range(_ROWS):
+                i = row * width + col
+                if dist[i] <= bound:
+                    filled = _offer(dist[i], i, filled, k, best_d, best_i)
+    for i in range(_ROWS * width, n):
+        if dist[i] <= bound:
+            filled = _offer(dist[i], i, filled, k, best_d, best_i)
+    for j in range(k):
+        out_row[j] = best_i[j]
 
 
 @njit(nogil=True, cache=True)
@@ -123,7 +216,9 @@ def _k_smallest(dist, k, out_row) -> None:
 @njit(parallel=True, cache=True, nogil=True)
 def knn_kernel(points: np.ndarray, queries: np.ndarray, k: int, out: np.ndarray) -> None:
     """points (B, N, D), queries (B, G, D) float32, out (B, G, k) int64 in place: the k nearest by
-    (squared distance, index), nearest first. D = 3 runs on per-coordinate copies (a vectorised distance loop)."""
+    (squared distance, index), nearest first. Every query runs on per-coordinate copies of its cloud (vectorised
+    distance loops); in 3D with N >= 32 k, through the column-minimum bound of :func:`_knn_query_3d`, else one
+    sequential pass over all distances (:func:`_k_smallest`)."""
     batch, n, dims = points.shape
     groups = queries.shape[1]
     columns = np.empty((batch, dims, n), dtype=np.float32)  # (B, D, N): one contiguous row per coordinate
@@ -135,14 +230,11 @@ def knn_kernel(points: np.ndarray, queries: np.ndarray, k: int, out: np.ndarray)
         b = task // groups
         g = task - b * groups
         dist = np.empty(n, dtype=np.float32)
-        if dims == 3:
-            x, y, z = columns[b, 0], columns[b, 1], columns[b, 2]
-            q0, q1, q2 = queries[b, g, 0], queries[b, g, 1], queries[b, g, 2]
-            for i in range(n):
-                d0 = q0 - x[i]
-                d1 = q1 - y[i]
-                d2 = q2 - z[i]
-                dist[i] = d0 * d0 + d1 * d1 + d2 * d2
+        if dims == 3 and n // _ROWS >= k:
+            width = n // _ROWS
+            _knn_query_3d(columns[b, 0], columns[b, 1], columns[b, 2], queries[b, g, 0], queries[b, g, 1],
+                          queries[b, g, 2], k, dist, np.empty(width, dtype=np.float32),
+                          np.empty(width, dtype=np.float32), out[b, g])
         else:
             for i in range(n):
                 diff = queries[b, g, 0] - columns[b, 0, i]
@@ -152,4 +244,4 @@ def knn_kernel(points: np.ndarray, queries: np.ndarray, k: int, out: np.ndarray)
                 for i in range(n):
                     diff = q - columns[b, d, i]
                     dist[i] += diff * diff
-        _k_smallest(dist, k, out[b, g])
+            _k_smallest(dist, k, out[b, g])
