@@ -184,6 +184,9 @@ def _knn_query_3d(x, y, z, q0, q1, q2, k, dist, column_min, spare, out_row) -> N
     for i in range(_ROWS * width, n):
         if dist[i] <= bound:
             filled = _offer(dist[i], i, filled, k, best_d, best_i)
+    if filled < k:  # only with NaN distances (no comparison holds): the sequential pass ranks them as before
+        _k_smallest(dist, k, out_row)
+        return
     for j in range(k):
         out_row[j] = best_i[j]
 
