@@ -328,8 +328,14 @@ def zero_smoa_pool(model) -> None:
     pool.forward = lambda h, block_index: torch.zeros_like(h)
 
 
+#: An inference call takes about a third of a training step: inference cases time this many times ``repeats``, so
+#: that each case's median rests on as much wall time as a step case's (5 x 0.6 s was at the mercy of a noisy host).
+INFER_REPEAT_FACTOR = 3
+
+
 def bench_side_case(case: str, shape: str, batch: int, repeats: int, warmup: int) -> dict:
-    """One side-by-side case on the same seeded inputs: median ms over ``repeats`` (all times kept); step cases
+    """One side-by-side case on the same seeded inputs: median ms over ``repeats`` (``INFER_REPEAT_FACTOR`` times as
+    many for inference cases; all times kept); step cases
     also the growth of the process's peak RSS during the steps (``peak_mb``, CPU; from the resident size after one
     grouping call, :func:`_warm_grouping`, with the peak reset there on Linux). A reference forward is first
     checked to equal pcpeft's (eval mode, 1e-4). Call in a fresh process: the allocator tuning is process-wide."""
@@ -357,7 +363,7 @@ def bench_side_case(case: str, shape: str, batch: int, repeats: int, warmup: int
     if kind == "infer":
         model.eval()
         with torch.no_grad():
-            times = _times(forward, repeats, warmup)
+            times = _times(forward, repeats * INFER_REPEAT_FACTOR, warmup)
     else:
         model.train()
         opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)

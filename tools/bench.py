@@ -12,9 +12,9 @@ import argparse
 import json
 
 from pcpeft.cli import add_debug_flag, run_tool
-from pcpeft.benchmark import (DEFAULT_METHODS, SHAPES, bench_grouping, bench_methods, bench_side_by_side,
-                              grouping_markdown, machine_description, methods_markdown, side_by_side_markdown,
-                              target_checks)
+from pcpeft.benchmark import (DEFAULT_METHODS, INFER_REPEAT_FACTOR, SHAPES, bench_grouping, bench_methods,
+                              bench_side_by_side, grouping_markdown, machine_description, methods_markdown,
+                              side_by_side_markdown, target_checks)
 
 
 def main() -> None:
@@ -37,7 +37,8 @@ def main() -> None:
     if args.side_by_side:
         rows = bench_side_by_side(args.shape, args.batch, args.repeats, args.warmup, args.rounds)
         print(f"machine: {machine}\nshape: {args.shape} {SHAPES[args.shape]}, batch {args.batch}, "
-              f"{args.repeats} repeats x {args.rounds} rounds\n")
+              f"{args.repeats} repeats ({args.repeats * INFER_REPEAT_FACTOR} for inference cases) x {args.rounds} "
+              "rounds\n")
         print(side_by_side_markdown(rows))
         with open(args.out, "w") as f:
             json.dump({"machine": machine, "shape": args.shape, "batch": args.batch, "side_by_side": rows}, f, indent=2)
