@@ -335,9 +335,10 @@ INFER_REPEAT_FACTOR = 3
 
 def bench_side_case(case: str, shape: str, batch: int, repeats: int, warmup: int) -> dict:
     """One side-by-side case on the same seeded inputs: median ms over ``repeats`` (``INFER_REPEAT_FACTOR`` times as
-    many for inference cases; all times kept); step cases also the growth of the process's peak RSS during the steps (``peak_mb``, CPU; from the resident size after one
-    grouping call, :func:`_warm_grouping`, with the peak reset there on Linux). A reference forward is first
-    checked to equal pcpeft's (eval mode, 1e-4). Call in a fresh process: the allocator tuning is process-wide."""
+    many for inference cases; all times kept); step cases also the growth of the process's peak RSS during the
+    steps (``peak_mb``, CPU; from the resident size after one grouping call, :func:`_warm_grouping`, with the peak
+    reset there on Linux). A reference forward is first checked to equal pcpeft's (eval mode, 1e-4). Call in a
+    fresh process: the allocator tuning is process-wide."""
     from .bench_reference import reference_dapt, reference_point_mae
 
     method, kind, impl, bf16, tuned = SIDE_CASES[case]
