@@ -15,7 +15,7 @@ import argparse
 import json
 
 import pcpeft
-from pcpeft.cli import run_tool
+from pcpeft.cli import add_debug_flag, positive_int, run_tool
 from pcpeft.errors import UsageError
 from pcpeft.models.registry import model_options
 from pcpeft.peft.table import format_markdown, trainable_table
@@ -27,14 +27,15 @@ DEFAULT_NUM_GROUP = 128
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", "--backbone", dest="backbone", default="point_mae", choices=pcpeft.list_models())
-    parser.add_argument("--num-classes", type=int, default=15)
-    parser.add_argument("--num-group", type=int, default=None,
+    parser.add_argument("--num-classes", type=positive_int, default=15)
+    parser.add_argument("--num-group", type=positive_int, default=None,
                         help=f"point backbones only (default {DEFAULT_NUM_GROUP})")
     parser.add_argument("--json", action="store_true", help="print JSON instead of markdown")
+    add_debug_flag(parser)
     args = parser.parse_args()
     options = {"num_classes": args.num_classes}
     if "num_group" in model_options(args.backbone):
-        options["num_group"] = args.num_group or DEFAULT_NUM_GROUP
+        options["num_group"] = DEFAULT_NUM_GROUP if args.num_group is None else args.num_group
     elif args.num_group is not None:
         raise UsageError(f"--num-group: {args.backbone} has no point groups (it is not a point backbone)")
     rows = trainable_table(args.backbone, device="meta", **options)
