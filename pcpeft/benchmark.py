@@ -500,8 +500,8 @@ def round_ratios(num: dict, den: dict) -> tuple[float, list[float]]:
     """A time ratio of two side-by-side rows: the median of the per-round ratios (round r of both cases ran within
     the same pass over the cases, so a slow drift of the machine cancels), and those per-round ratios. Rows
     without matching rounds give the ratio of their medians."""
-    rounds = list(zip(num.get("round_medians_ms", []), den.get("round_medians_ms", [])))
-    if not rounds or len(num["round_medians_ms"]) != len(den["round_medians_ms"]):
+    upper, lower = num.get("round_medians_ms", []), den.get("round_medians_ms", [])
+    if not upper or len(upper) != len(lower):
         return num["median_ms"] / den["median_ms"], []
-    per_round = [a / b for a, b in rounds]
+    per_round = [a / b for a, b in zip(upper, lower)]
     return statistics.median(per_round), per_round
