@@ -115,7 +115,9 @@ def _offer(value, index, filled, k, best_d, best_i) -> int:
 
 @njit(nogil=True, cache=True)
 def _kth_smallest(values, k, scratch) -> np.float32:
-    """The k-th smallest of values (m >= k,), by insertion into scratch (k,)."""
+    """The k-th smallest of values (m >= k,), by insertion into scratch (k,). Values only, written out: going
+    through :func:`_offer` per value made the whole kNN 1.5x slower (measured: 306 against 198 ms at 32 x 1200
+    queries on 8192 points)."""
     for j in range(k):
         value = values[j]
         pos = j
