@@ -45,6 +45,8 @@ def test_peft_table_tool_runs_on_a_vit_and_refuses_point_options_there():
     bad = subprocess.run([sys.executable, tool, "--model", "vit_base_patch16_224", "--num-group", "64"],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "--num-group" in bad.stderr and "Traceback" not in bad.stderr
+    zero = subprocess.run([sys.executable, tool, "--num-group", "0"], capture_output=True, text=True)
+    assert zero.returncode == 2 and "--num-group: must be at least 1" in zero.stderr  # not silently 128
 
 
 def test_bench_tool_runs_on_tiny_settings(tmp_path):
