@@ -163,15 +163,17 @@ def modelnet_root(tmp_path, classes=3, per_class=4):
 
 
 def test_training_on_modelnet_layout_lowers_the_loss(tmp_path):
-    config = tiny_config(None, epochs=6)
-    config["dataset"] = {"name": "ModelNet40", "root": str(modelnet_root(tmp_path)), "cache_points": 400,
+    config = tiny_config(None, epochs=12)
+    config["dataset"] = {"name": "ModelNet40", "root": str(modelnet_root(tmp_path, per_class=8)), "cache_points": 400,
                          "npoints": 256}
     config["model"]["num_classes"] = 3
     results, _ = run(config, tmp_path, peft="ssf")
     losses = [e["train_loss"] for e in results["history"]]
-    # one epoch's loss is noisy on 12 clouds (over seeds 0-4 an epoch went back above the first); the mean of the
-    # last three was below the first by 0.18-0.61 (measured, torch 2.13), so this holds under other numerics too
-    assert np.mean(losses[-3:]) < losses[0], losses
+    # 12 clouds for 6 epochs (1-2 steps each) was too short: under torch 2.11's numerics seed 0's first epoch read
+    # 0.89 and its last three 1.01. With 24 clouds for 12 epochs the mean of the last three was below the first by
+    # 0.54-0.74 (torch 2.13 and 2.14.1) and 0.43-0.77 (torch 2.11) over seeds 0-4 (measured); 0.2 is under half the
+    # smallest
+    assert np.mean(losses[-3:]) < losses[0] - 0.2, losses
 
 
 def test_fewshot_training_lowers_the_loss(tmp_path):
