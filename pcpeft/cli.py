@@ -45,22 +45,24 @@ def fail(message: str, status: int = 2) -> None:
     raise SystemExit(status)
 
 
-def run_tool(main: Callable[[], object]) -> None:
-    """Run ``main`` with the error policy above, then exit (0 when it returns). Tunes the CPU allocator first
+def run_tool(main: Callable[[], object], debug: bool | None = None) -> None:
+    """Run ``main`` with the error policy above, then exit (0 when it returns). ``debug`` (default: ``--debug`` in
+    ``sys.argv`` or ``PCPEFT_DEBUG=1``) keeps tracebacks. Tunes the CPU allocator first
     (:func:`pcpeft.allocator.tune_cpu_allocator`; ``PCPEFT_MALLOC_TUNING=0`` turns that off)."""
     tune_cpu_allocator()
+    show_traceback = debugging() or bool(debug)
     try:
         status = main()
     except UserError as err:
-        if debugging():
+        if show_traceback:
             raise
         fail(str(err))
     except KeyboardInterrupt:
-        if debugging():
+        if show_traceback:
             raise
         fail("interrupted (Ctrl-C); a training run continues with --resume", 130)
     except OSError as err:
-        if err.errno != errno.ENOSPC or debugging():
+        if err.errno != errno.ENOSPC or show_traceback:
             raise
         fail(f"disk full: {err}")
     raise SystemExit(status if isinstance(status, int) else 0)

@@ -219,6 +219,8 @@ def load_prepared(root: Path, relatives: list[str], settings: Preprocessing, cac
     """(len(relatives), npoints, 3) float32 of the files, from the cache where each file's key still matches."""
     from tqdm import tqdm
 
+    from ..progress import shown
+
     keys = _file_keys(root, relatives)
     cached = _read_cache(cache_file) if cache_file is not None else None
     known: dict[str, np.ndarray] = {}
@@ -231,9 +233,8 @@ def load_prepared(root: Path, relatives: list[str], settings: Preprocessing, cac
     for i, key in enumerate(keys):
         if key in known:
             points[i] = known[key]
-    quiet = not progress or len(todo) < 20
-    for i in tqdm(todo, desc=f"preparing {len(todo)} point cloud files", disable=True if quiet else None,
-                  leave=False):  # disable=None: only on a terminal
+    quiet = not shown(progress) or len(todo) < 20
+    for i in tqdm(todo, desc=f"preparing {len(todo)} point cloud files", disable=quiet, leave=False):
         points[i] = prepare_cloud(root / relatives[i], settings)
     if cache_file is not None and todo:
         _write_cache(cache_file, keys, points)

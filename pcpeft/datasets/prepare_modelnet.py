@@ -66,12 +66,14 @@ def prepare_modelnet(src: str | Path, out: str | Path, points: int = 10000, seed
     """
     from tqdm import tqdm
 
+    from ..progress import shown
+
     src, out = Path(src), Path(out)
     shapes = find_meshes(src)
     classes = sorted({s.cls for s in shapes})
     out.mkdir(parents=True, exist_ok=True)
     counts = {"train": 0, "test": 0, "skipped": 0}
-    for shape in tqdm(shapes, desc=f"sampling {len(shapes)} meshes", disable=not progress):
+    for shape in tqdm(shapes, desc=f"sampling {len(shapes)} meshes", disable=not shown(progress)):
         target = out / shape.cls / f"{shape.shape_id}.txt"
         counts[shape.subset] += 1
         if target.is_file():

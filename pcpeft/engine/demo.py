@@ -22,6 +22,7 @@ import torch
 from ..datasets.demo_shapes import CLASSES
 from ..errors import UserError
 from .config import load_config
+from .recipe_files import RECIPES_DIR
 from .trainer import RunOptions, evaluate_run, load_for_test, train, write_json
 
 LOG = logging.getLogger("pcpeft")
@@ -29,8 +30,8 @@ LOG = logging.getLogger("pcpeft")
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 BACKBONE = ASSETS / "demo_backbone.safetensors"
 BACKBONE_RECORD = ASSETS / "demo_backbone.json"
-FINETUNE_RECIPE = Path(__file__).resolve().parents[2] / "cfgs" / "finetune_synthetic.yaml"
-PRETRAIN_RECIPE = Path(__file__).resolve().parents[2] / "cfgs" / "pretrain_synthetic.yaml"
+FINETUNE_RECIPE = RECIPES_DIR / "finetune_synthetic.yaml"
+PRETRAIN_RECIPE = RECIPES_DIR / "pretrain_synthetic.yaml"
 
 SIZES = {
     # ~8 minutes on 2 CPU cores

@@ -81,9 +81,11 @@ def classify_files(model: torch.nn.Module, files: Sequence[Path], preprocessing:
     the voting of ``tools/test.py``); 0: one deterministic pass."""
     from tqdm import tqdm
 
+    from ..progress import shown
+
     results: list[FilePrediction | FileFailure | None] = []
     clouds, where = [], []
-    quiet = True if not progress else None  # None: a bar only on a terminal
+    quiet = not shown(progress)
     for path in tqdm(files, desc="reading", unit="file", disable=quiet, leave=False):
         try:
             clouds.append(prepare_cloud(path, preprocessing))

@@ -42,6 +42,8 @@ def _pretrain(settings, config, out_dir: Path, seed: int, device: str, progress:
               stop_after_epochs: int | None) -> Path:
     from tqdm import tqdm
 
+    from ..progress import shown
+
     dev = torch.device(device)
     seed_everything(seed)
     model_cfg = settings.model
@@ -88,7 +90,8 @@ def _pretrain(settings, config, out_dir: Path, seed: int, device: str, progress:
         sample, augment = RandomSubsetOfFPS(npoints, generator=generator), ScaleAndTranslate(generator=generator)
         model.train()
         losses = []
-        for points, _ in tqdm(loader, desc=f"pretrain {epoch + 1}/{epochs}", disable=not progress, leave=False):
+        bar = tqdm(loader, desc=f"pretrain {epoch + 1}/{epochs}", disable=not shown(progress), leave=False)
+        for points, _ in bar:
             loss = model(augment(sample(points.to(dev)[..., :3].contiguous())))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -38,9 +38,15 @@ def checked_exp_name(name: str) -> str:
 
 def recipe_run_name(config_path: str | os.PathLike) -> Path:
     """The recipe's folder under the experiments root: its path below the nearest ``cfgs/`` folder without the
-    suffix (``cfgs/point_bert/x.yaml`` -> ``point_bert/x``, ``cfgs/x.yaml`` -> ``x``), so the project's recipes
+    suffix (``cfgs/point_bert/x.yaml`` -> ``point_bert/x``, ``cfgs/x.yaml`` -> ``x``; the same below the shipped
+    recipes of an installed package), so the project's recipes
     never share a folder; a recipe outside any ``cfgs/`` folder uses its stem (two such recipes with one stem
     meet in one folder, where the run-folder checks below refuse to mix them)."""
+    from .recipe_files import shipped_root_of
+
+    shipped = shipped_root_of(config_path)
+    if shipped is not None:
+        return Path(config_path).resolve().relative_to(shipped).with_suffix("")
     parts = Path(config_path).resolve().parts
     if "cfgs" in parts[:-1]:
         below = parts[len(parts) - parts[::-1].index("cfgs"):]

@@ -66,12 +66,14 @@ class RunOptions:
     device: str = "cpu"
     experiments_root: str = "experiments"
     stop_after_epochs: int | None = None  # end this invocation after that many epochs (a job time limit)
-    progress: bool = True
+    progress: bool = True  # progress bars where pcpeft.progress shows them (a terminal, by default)
+    extra_files: dict[str, str] = field(default_factory=dict)  # written into the run folder beside config.yaml
 
     def provenance(self) -> dict:
         """What a run records about how it was started (config.yaml ``run``, checkpoints); with ``--ckpts`` also
         its absolute path and sha256, so that ``pcpeft.load_run`` finds and checks the backbone later."""
-        record = {k: v for k, v in vars(self).items() if k not in ("progress", "stop_after_epochs", "overwrite")}
+        record = {k: v for k, v in vars(self).items()
+                  if k not in ("progress", "stop_after_epochs", "overwrite", "extra_files")}
         if self.ckpts:
             from .runs import backbone_file_record
 
@@ -159,6 +161,7 @@ def _train(settings: Settings, config: dict, options: RunOptions, exp_dir: Path,
            world: int) -> dict:
     main = rank == 0
     _setup_logging(exp_dir, main)
+    LOG.info(f"device: {device}" + (f" ({world} processes)" if world > 1 else ""))
     if options.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
 
@@ -210,6 +213,8 @@ def _train(settings: Settings, config: dict, options: RunOptions, exp_dir: Path,
         LOG.info(f"resumed from {last_ckpt} after epoch {state['epoch']}")
     provenance = options.provenance()  # once: it hashes the --ckpts file
     if main and not (exp_dir / "config.yaml").is_file():
+        for name, text in options.extra_files.items():
+            (exp_dir / name).write_text(text)
         save_config({**config, "run": {**provenance, **data_record}}, exp_dir / "config.yaml")  # the run has started
 
     train_model: nn.Module = model
@@ -221,6 +226,8 @@ def _train(settings: Settings, config: dict, options: RunOptions, exp_dir: Path,
 
         writer = SummaryWriter(str(exp_dir / "tb"))
     from tqdm import tqdm
+
+    from ..progress import shown
 
     step_times: list[float] = []
     stop_at = epochs if options.stop_after_epochs is None else min(epochs, start_epoch + options.stop_after_epochs)
@@ -240,7 +247,8 @@ def _train(settings: Settings, config: dict, options: RunOptions, exp_dir: Path,
         transform, eval_transform = task.transforms(generator)
         model.train()
         losses, aux_losses, correct, seen = [], [], 0, 0
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{epochs}", disable=not (main and options.progress), leave=False)
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{epochs}", disable=not shown(main and options.progress),
+                   leave=False)
         for batch in bar:
             start = time.perf_counter()
             with precision.autocast():
@@ -310,7 +318,8 @@ def _results(settings: Settings, task, options, model, history, step_times, fini
         "synthetic": spec.get("name") in SYNTHETIC_DATASETS,
         "modality": "images" if images else "points", "npoints": None if images else spec.get("npoints"),
         "voting": False, "augmentation": task.describe_augmentation(),
-        "seed": options.seed, "methods": [c.method for c in model.peft_configs], "pretrained": options.ckpts,
+        "seed": options.seed, "device": str(options.device), "methods": [c.method for c in model.peft_configs],
+        "pretrained": options.ckpts,
         "trainable_parameters": trainable, "total_parameters": total, "trainable_percent": 100 * trainable / total,
         "epochs_run": len(history.epochs), "finished": finished,
         "last": history.last or None, "best": history.best or None,

@@ -77,6 +77,13 @@ def list_methods() -> list[str]:
     return sorted(_METHODS)
 
 
+def method_config_class(name: str) -> type[PeftConfig]:
+    """The config class of the registered method ``name``."""
+    if name not in _METHODS:
+        raise PeftError(f"unknown PEFT method {name!r}; available: {sorted(_METHODS)}")
+    return _METHODS[name]
+
+
 def config_from_dict(spec: dict[str, Any]) -> PeftConfig:
     """Build a config from ``{"method": name, **fields}``; unknown names and fields are clear errors."""
     list_methods()
