@@ -56,4 +56,4 @@ VENV_PYTHON=.venv/bin/python
 "$VENV_PYTHON" -m pip install -q --no-deps -e .
 "$VENV_PYTHON" -c "import pcpeft, torch, fpsample; print(f'pcpeft {pcpeft.__version__} ready (torch {torch.__version__}) in .venv/')"
 "$VENV_PYTHON" -c "from pcpeft.viz import open3d_status; works, why = open3d_status(); print(f'Open3D renderer: {\"yes\" if works else \"no\"} ({why})')"
-echo "setup: done. Use .venv/bin/python (or: source .venv/bin/activate)"
+echo "setup: done. The command: .venv/bin/pcpeft (or: source .venv/bin/activate; pcpeft --help)"
