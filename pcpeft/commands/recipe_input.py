@@ -41,11 +41,7 @@ def load_recipe(name: str | Path, overrides: Sequence[str] = ()) -> LoadedRecipe
     unmapped keys are logged), and apply ``overrides``."""
     path = resolve_recipe(name)
     raw = read_yaml_mapping(path)
-    try:  # TEMPORARY until official_recipes lands
-        from ..engine.official_recipes import is_official_recipe, translate_official_recipe
-    except ModuleNotFoundError:
-        def is_official_recipe(_):
-            return False
+    from ..engine.official_recipes import is_official_recipe, translate_official_recipe
 
     if isinstance(raw, dict) and is_official_recipe(raw):
         translation = translate_official_recipe(path, raw)
