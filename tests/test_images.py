@@ -73,7 +73,7 @@ def test_compare_modalities_tool_writes_its_table(tmp_path):
               "model.num_heads=2", "scheduler.epochs=1", "train.num_workers=0", "train.batch_size=8"]
     images = ["model.depth=1", "model.img_size=32", "dataset.img_size=32", "model.patch_size=8", "scheduler.epochs=1"]
     out = subprocess.run([sys.executable, str(ROOT / "tools/compare_modalities.py"), "--methods", "linear", "ssf",
-                          "--out", str(tmp_path / "cmp"), "--points_opts", *points, "--images_opts", *images],
+                          "--out_dir", str(tmp_path / "cmp"), "--points_opts", *points, "--images_opts", *images],
                          capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, out.stderr[-3000:]
     table = (tmp_path / "cmp/comparison.md").read_text()

@@ -185,9 +185,10 @@ def test_converter_round_trip_is_bit_exact(tmp_path, method):
     if method == "idpt":  # once through the command line tool
         options = [f"--model-options={json.dumps(SMALL)}", f"--peft={json.dumps(spec)}"]
         tool = [sys.executable, str(ROOT / "tools" / "convert_checkpoint.py")]
-        subprocess.run([*tool, "to-pcpeft", str(path), str(tmp_path / "adapter"), *options], check=True, cwd=ROOT)
-        subprocess.run([*tool, "to-official", str(tmp_path / "adapter"), str(tmp_path / "back.pth"),
-                        f"--backbone={pretrained}", *options], check=True, cwd=ROOT)
+        subprocess.run([*tool, "to-pcpeft", str(path), "--out_dir", str(tmp_path / "adapter"), *options], check=True,
+                       cwd=ROOT)
+        subprocess.run([*tool, "to-official", str(tmp_path / "adapter"), "--out", str(tmp_path / "back.pth"),
+                        f"--ckpts={pretrained}", options[0]], check=True, cwd=ROOT)  # the folder names the method
     else:
         official_to_adapter(path, tmp_path / "adapter", spec, model_options=SMALL)
         adapter_to_official(tmp_path / "adapter", tmp_path / "back.pth", pretrained, model_options=SMALL)

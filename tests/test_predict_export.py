@@ -14,7 +14,7 @@ import torch
 
 import pcpeft
 from folder_data import FOLDER_CLASSES, TINY_MODEL, folder_recipe, write_point_folder
-from pcpeft.cli import run_tool
+from pcpeft.commands import main
 from pcpeft.datasets.point_folder import prepare_cloud
 from pcpeft.engine.data import build_dataset
 from pcpeft.engine.data import test_transform as eval_transform
@@ -106,17 +106,10 @@ def test_load_run_refuses_a_folder_that_is_no_run(tmp_path):
 
 
 def _tool(name, *args, capsys):
-    """Run tools/<name>.py in this process, as its command line does (run_tool: exit status, error lines)."""
-    spec = importlib.util.spec_from_file_location(f"tool_{name}", ROOT / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    """Run ``pcpeft <name> ARGS`` in this process, as its command line does (exit status, error lines)."""
     capsys.readouterr()
-    argv, sys.argv = sys.argv, [f"tools/{name}.py", *map(str, args)]
-    try:
-        with pytest.raises(SystemExit) as exit_:
-            run_tool(module.main)
-    finally:
-        sys.argv = argv
+    with pytest.raises(SystemExit) as exit_:
+        main([name, *map(str, args)])
     out, err = capsys.readouterr()
     return subprocess.CompletedProcess(args, exit_.value.code, out, err)
 

@@ -91,7 +91,7 @@ def test_prepare_is_deterministic_and_resumes(meshes, tmp_path):
 
 def test_prepare_tool_command_line(meshes, tmp_path):
     out = subprocess.run([sys.executable, str(ROOT / "tools/prepare_modelnet.py"), "--src", str(meshes / "ModelNet10"),
-                          "--out", str(tmp_path / "o"), "--points", "300", "--name", "modelnet10"],
+                          "--out_dir", str(tmp_path / "o"), "--points", "300", "--name", "modelnet10"],
                          capture_output=True, text=True, check=True)
     assert "prepared 2 train and 2 test shapes" in out.stdout
     assert (tmp_path / "o/modelnet10_shape_names.txt").read_text().split() == ["sofa", "table"]

@@ -44,9 +44,9 @@ def test_peft_table_tool_runs_on_a_vit_and_refuses_point_options_there():
     assert "| adapter_x_2d | 245,700 |" in out.stdout  # 168,800 + head 76,900 (768 x 100 + 100)
     bad = subprocess.run([sys.executable, tool, "--model", "vit_base_patch16_224", "--num-group", "64"],
                          capture_output=True, text=True)
-    assert bad.returncode == 2 and "--num-group" in bad.stderr and "Traceback" not in bad.stderr
+    assert bad.returncode == 2 and "--num_group" in bad.stderr and "Traceback" not in bad.stderr
     zero = subprocess.run([sys.executable, tool, "--num-group", "0"], capture_output=True, text=True)
-    assert zero.returncode == 2 and "--num-group: must be at least 1" in zero.stderr  # not silently 128
+    assert zero.returncode == 2 and "--num_group: must be at least 1" in zero.stderr  # not silently 128
 
 
 def test_bench_tool_runs_on_tiny_settings(tmp_path):

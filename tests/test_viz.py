@@ -276,8 +276,8 @@ def test_tool_gallery_groups_and_curves(tmp_path, shared_dir):
     assert colours_present(png(tmp_path / "t.png")[0], viz.distinct_colors(6)) == 6
     (tmp_path / "results.json").write_text('{"history": [{"epoch": 0, "train_loss": 2.0}, '
                                            '{"epoch": 1, "train_loss": 1.0}]}')
-    result = run_tool("curves", "--experiment", tmp_path / "results.json", "--out", tmp_path / "c.png")
+    result = run_tool("curves", "--run", tmp_path / "results.json", "--out", tmp_path / "c.png")
     assert result.returncode == 0 and "drawn with matplotlib" in result.stderr
     assert png(tmp_path / "c.png")[1] == (800, 600)
     result = run_tool("gallery", "--out", tmp_path / "x.png")
-    assert result.returncode == 2 and "gallery needs --config/--dataset" in result.stderr
+    assert result.returncode == 2 and "viz gallery needs --run RUN or --config RECIPE" in result.stderr
