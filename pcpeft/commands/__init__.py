@@ -20,7 +20,8 @@ from .vocabulary import Parser, add_debug, set_progress
 COMMANDS: dict[str, str] = {
     "train": "train", "test": "evaluate", "predict": "predict", "export": "export", "pretrain": "pretrain",
     "demo": "demo", "viz": "viz", "bench": "bench", "convert": "convert", "prepare": "prepare",
-    "compare": "compare", "list": "listing", "recipe": "recipe", "summary": "summary", "params": "params",
+    "compare": "compare", "sweep": "sweep", "table": "table", "list": "listing", "recipe": "recipe",
+    "summary": "summary", "params": "params",
 }
 
 DESCRIPTION = """pcpeft: parameter-efficient fine-tuning of point cloud transformers.

@@ -4,17 +4,18 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-SUMMARY = "list the models, the PEFT methods and presets, or the shipped recipes"
+SUMMARY = "list the models, the PEFT methods and presets, the shipped recipes or the shipped sweeps"
 EXAMPLES = """  pcpeft list models
   pcpeft list methods
-  pcpeft list recipes"""
+  pcpeft list recipes
+  pcpeft list sweeps"""
 
-#: the recipe fragments that are merged into whole recipes (not run by themselves)
-FRAGMENT_FOLDERS = ("datasets", "models", "schedules")
+#: the recipe fragments that are merged into whole recipes (not run by themselves), and the sweeps
+FRAGMENT_FOLDERS = ("datasets", "models", "schedules", "sweeps")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("what", choices=["models", "methods", "recipes"], help="what to list")
+    parser.add_argument("what", choices=["models", "methods", "recipes", "sweeps"], help="what to list")
 
 
 def first_line(text: str | None) -> str:
@@ -58,8 +59,15 @@ def recipe_rows() -> list[tuple[str, str]]:
             if name.split("/")[0] not in FRAGMENT_FOLDERS]
 
 
+def sweep_rows() -> list[tuple[str, str]]:
+    from ..engine.recipe_files import RECIPES_DIR, shipped_recipes
+
+    return [(name, recipe_summary(RECIPES_DIR / f"{name}.yaml")) for name in shipped_recipes()
+            if name.startswith("sweeps/")]
+
+
 def run(args: argparse.Namespace) -> int:
-    rows = {"models": model_rows, "methods": method_rows, "recipes": recipe_rows}[args.what]()
+    rows = {"models": model_rows, "methods": method_rows, "recipes": recipe_rows, "sweeps": sweep_rows}[args.what]()
     width = max(len(name) for name, _ in rows)
     for name, text in rows:
         print(f"{name:<{width}}  {text}".rstrip())
