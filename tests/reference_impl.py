@@ -1,6 +1,6 @@
 """An independent restatement of the reference PointTransformer (Point-MAE / Point-BERT fine-tune model), for tests.
 
-Written from REFERENCE.md and the reference repos' published structure, sharing no code with ``pcpeft``:
+Written from the official code's facts and the reference repos' published structure, sharing no code with ``pcpeft``:
 numpy FPS and kNN one cloud at a time, attention as an explicit softmax(q k^T * scale) v, the reference module
 names (``encoder``, ``reduce_dim``, ``blocks.blocks.i``, ``cls_head_finetune``) so its state dict *is* a
 reference fine-tune state dict.

@@ -1,6 +1,6 @@
 """Independent restatements of the official DAPT, IDPT, PPT and PointGST forwards, for tests.
 
-Written from the facts of shared/REFERENCE-METHODS.md (checked against the official repositories: LMD0311/DAPT
+Written from the facts of the official repositories (checked against them: LMD0311/DAPT
 ``models/DAPT.py``, zyh16143998882/ICCV23-IDPT ``models/Point_MAE.py`` + ``models/dgcnn.py``, zsc000722/PPT
 ``models/PPT.py``, jerryfeng2003/PointGST ``models/PointTransformer.py`` + ``models/PGST.py``), sharing no code
 with ``pcpeft``. Each model uses the official module names, so its ``state_dict()`` *is* an official fine-tuned

@@ -37,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
 
     torch.manual_seed(args.seed)
     if args.all:
-        names = [n for n in pcpeft.list_models() if "num_group" in model_options(n)]
+        names = [n for n in pcpeft.list_models() if "num_group" in model_options(n) and "num_classes" in
+                 model_options(n)]  # the classifiers (the segmentation networks have parts, not classes)
         print(backbone_table(names, args.num_classes, args.num_group, args.group_size, args.npoints))
         return 0
     model = pcpeft.create_model(args.model, num_classes=args.num_classes, num_group=args.num_group,

@@ -32,8 +32,12 @@ HABITS: dict[str, str] = {
     "--sync_bn": "pcpeft's transformer backbones have no batch norm to synchronise: drop --sync_bn",
     "--start_ckpts": "continue a run with `pcpeft train --config RECIPE --exp_name NAME --resume`",
     "--val_freq": "evaluation frequency is the recipe key train.eval_every: --opts train.eval_every=N",
-    "--mode": "few-shot folds are chosen in the recipe: --config fewshot --opts dataset.way=5 dataset.shot=10 "
-              "dataset.fold=0",
+    "--way": "few-shot settings are recipe keys: --config fewshot --opts dataset.way=5 dataset.shot=10 "
+             "dataset.fold=0 model.num_classes=5 (or the sweep sweeps/fewshot_modelnet40 for every fold)",
+    "--shot": "few-shot settings are recipe keys: --opts dataset.shot=N (see --way)",
+    "--fold": "few-shot folds are recipe keys: --opts dataset.fold=N (or the sweep sweeps/fewshot_modelnet40)",
+    "--mode": "the ShapeNet difficulty modes of the reference main.py have no counterpart: pcpeft's data sets are "
+              "chosen by the recipe's dataset section",
 }
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")

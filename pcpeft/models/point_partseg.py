@@ -34,7 +34,7 @@ Numerics: squared distances use the official expansion |a|^2 + |b|^2 - 2ab, clam
 own centre the expansion can give a tiny negative value (down to about -5e-7 in float32); its normalised weight
 is about 1 either way, but a value of exactly -1e-8 would make the official weight infinite.
 
-Grouping: FPS follows the backbones' ``exclude_near_origin`` option (default False, REFERENCE.md's semantics).
+Grouping: FPS follows the backbones' ``exclude_near_origin`` option (default False: plain FPS, see pcpeft.ops.fps).
 The official CUDA kernel never picks a point with |p|^2 <= 1e-3 after the first; set
 ``exclude_near_origin: true`` to reproduce the official logits on clouds with points that close to the origin.
 """

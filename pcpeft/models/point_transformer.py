@@ -44,7 +44,7 @@ def _reference_init(module: nn.Module) -> None:
 
 
 class PointTransformer(PointClassifier):
-    """Point cloud transformer classifier with the reference state-dict layout (see REFERENCE.md).
+    """Point cloud transformer classifier with the reference state-dict layout (docs/backbones.md).
 
     ``forward_features(points)`` -> normalised tokens (B, 1+P+G, C) (P = prompt tokens added by PEFT hooks,
     0 for the plain backbone); ``forward_head(tokens)`` -> logits (B, classes); ``forward`` does both.

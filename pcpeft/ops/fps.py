@@ -1,14 +1,14 @@
 """Farthest point sampling (FPS) with the reference semantics, on three interchangeable backends.
 
-Semantics (REFERENCE.md): the first centre is point index 0; every further centre is the point with the largest
+Semantics: the first centre is point index 0; every further centre is the point with the largest
 squared Euclidean distance to the set chosen so far, distances computed in float32 as ``dx*dx + dy*dy + dz*dz``.
 Ties go to the lowest index (what ``torch.argmax`` does); once every distinct point has been chosen (a cloud with
 fewer distinct points than centres) all remaining distances are 0 and index 0 is repeated.
 
 ``exclude_near_origin=True`` reproduces a quirk of the CUDA kernel in ``pointnet2_ops`` (used to train the official
 Point-MAE / Point-BERT checkpoints): points with ``|p|^2 <= 1e-3`` are never chosen after the first centre.
-It is off by default, as in REFERENCE.md; on normalised clouds it changes the centres only when a point lies
-within 0.0316 of the origin.
+It is off by default (the plain semantics above); on normalised clouds it changes the centres only when a point
+lies within 0.0316 of the origin.
 
 Backends:
     ``torch``      batched loop over the centres; runs everywhere, the baseline.
