@@ -28,18 +28,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="table of every point backbone (parameters, GFLOPs = multiply-adds per cloud)")
 
 
+def point_classifiers() -> list[str]:
+    """The registered point cloud classifiers (the segmentation networks have parts, not classes)."""
+    import pcpeft
+    from ..models.registry import model_options
+
+    return [n for n in pcpeft.list_models() if {"num_group", "num_classes"} <= set(model_options(n))]
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
     import pcpeft
-    from ..models.registry import model_options
     from ..models.summary import backbone_table, summarize
 
     torch.manual_seed(args.seed)
     if args.all:
-        names = [n for n in pcpeft.list_models() if "num_group" in model_options(n) and "num_classes" in
-                 model_options(n)]  # the classifiers (the segmentation networks have parts, not classes)
-        print(backbone_table(names, args.num_classes, args.num_group, args.group_size, args.npoints))
+        print(backbone_table(point_classifiers(), args.num_classes, args.num_group, args.group_size, args.npoints))
         return 0
     model = pcpeft.create_model(args.model, num_classes=args.num_classes, num_group=args.num_group,
                                 group_size=args.group_size)
