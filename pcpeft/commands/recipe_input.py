@@ -7,9 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-import yaml
-
-from ..engine.config import ConfigError, apply_overrides, load_config
+from ..engine.config import apply_overrides, load_config, read_yaml
 from ..engine.recipe_files import resolve_recipe
 
 LOG = logging.getLogger("pcpeft")
@@ -28,12 +26,7 @@ class LoadedRecipe:
 
 def read_yaml_mapping(path: Path) -> Any:
     """The YAML content of ``path``; a :class:`ConfigError` naming the file when it is not YAML."""
-    try:
-        return yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML ({err})") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not a text (YAML) file") from None
+    return read_yaml(path)
 
 
 def load_recipe(name: str | Path, overrides: Sequence[str] = ()) -> LoadedRecipe:

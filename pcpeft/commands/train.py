@@ -38,7 +38,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "default: the recipe's peft, else full fine-tuning")
     parser.add_argument("--exp_name", default="default", help="run folder name inside <experiments>/<recipe>/")
     parser.add_argument("--experiments", default="experiments", metavar="DIR", help="root folder of run folders")
-    parser.add_argument("--resume", action="store_true", help="continue the run from its ckpt-last.pth")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run from its ckpt-last.pth. A run that has finished all its epochs is "
+                             "left unchanged: exit status 0 and one line 'already finished ... results.json "
+                             "unchanged'. A larger scheduler.epochs extends a finished run only when that is exactly "
+                             "a longer run (the learning rates of the epochs it ran stay those of the longer "
+                             "schedule); otherwise it is refused with exit status 2")
     parser.add_argument("--overwrite", action="store_true",
                         help="move a previous run in the same folder aside (to <name>.replaced-<time>) and start anew")
     parser.add_argument("--allow_partial_load", action="store_true",
@@ -68,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         results = train(recipe.config, options)
     finally:
         cleanup()
-    print(result_line(results))
+    print(results.get("already_finished") or result_line(results))
     return 0
 
 

@@ -91,8 +91,28 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise UsageError(f"viz {args.what} needs --run RUN or --config RECIPE")
     if args.what == "curves" and not args.run:
         raise UsageError("viz curves needs --run RUN (a run folder: TensorBoard events or results.json)")
+    if args.what == "curves":
+        check_curves_source(args.run, args.tags)
     if args.what in ("cloud", "groups", "routing") and not (args.file or args.run or args.config):
         raise UsageError(f"viz {args.what} needs a cloud FILE, or --config/--run with --index")
+
+
+def check_curves_source(run: str, tags: list[str] | None) -> None:
+    """Refuse, naming it, a ``--run`` that is no folder or holds no curves (TensorBoard events or results.json),
+    and ``--tags`` it has no curve of."""
+    path = Path(run)
+    if not path.exists():
+        raise UsageError(f"--run {run}: no such run folder; give the folder `pcpeft train` wrote, e.g. "
+                         f"experiments/<recipe>/<exp_name> (or its results.json)")
+    try:
+        curves = viz.read_scalars(path)
+    except (FileNotFoundError, ValueError) as err:
+        raise UsageError(f"--run {run}: {err}") from None
+    unknown = [tag for tag in tags or () if tag not in curves]
+    if unknown:
+        raise UsageError(f"--tags {' '.join(unknown)}: {run} has no such curve; it has {', '.join(curves)}")
+    if not curves:
+        raise UsageError(f"--run {run}: no scalar curves to draw (no epoch has finished yet?)")
 
 
 def cloud_values(args, cloud: viz.CloudFile) -> tuple[str, np.ndarray | None]:

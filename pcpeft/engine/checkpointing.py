@@ -26,8 +26,22 @@ class DiskFullError(UserError, OSError):
     """The disk filled up while a checkpoint was written; the previous checkpoint is untouched."""
 
 
+#: what torch's zip writer says when a write of a checkpoint fails part-way (on a full disk, in practice)
+TORCH_WRITE_FAILURES = ("unexpected pos", "file write failed", "inline_container.cc", "iostream error")
+
+
+def is_disk_full(err: BaseException) -> bool:
+    """Whether ``err`` (raised while a file was written) is a full disk or an exhausted quota: ``OSError``
+    ENOSPC / EDQUOT, or the ``RuntimeError`` torch's zip writer raises when a write comes up short."""
+    if isinstance(err, OSError):
+        return err.errno in (errno.ENOSPC, errno.EDQUOT) or "No space left" in str(err)
+    text = str(err)
+    return "No space left" in text or any(marker in text for marker in TORCH_WRITE_FAILURES)
+
+
 def save_atomic(payload: Any, path: str | Path) -> Path:
-    """torch.save ``payload`` to ``path`` so a crash (or a full disk) never leaves a truncated file behind."""
+    """torch.save ``payload`` to ``path`` so a crash (or a full disk) never leaves a truncated file behind. A full
+    disk is a :class:`DiskFullError` naming ``path`` (the previous file at ``path`` is left as it was)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
@@ -36,7 +50,7 @@ def save_atomic(payload: Any, path: str | Path) -> Path:
         os.replace(tmp, path)
     except (OSError, RuntimeError) as err:
         tmp.unlink(missing_ok=True)
-        if getattr(err, "errno", None) == errno.ENOSPC or "No space left" in str(err):
+        if is_disk_full(err):
             raise DiskFullError(f"disk full while writing {path}: free some space and rerun with --resume "
                                 f"(the previous checkpoint, if any, is intact)") from None
         raise

@@ -19,6 +19,34 @@ class ConfigError(UserError, ValueError):
     """A recipe file or override cannot be read or applied; the message names the file or key."""
 
 
+def _mark(mark) -> str:
+    return f"line {mark.line + 1}, column {mark.column + 1}"
+
+
+def yaml_error(path: str | Path, err: yaml.YAMLError) -> ConfigError:
+    """A :class:`ConfigError` of one line for a file that is not valid YAML: the file, the line and column of the
+    problem (counted from 1) and what the parser expected."""
+    problem = getattr(err, "problem", None)
+    mark = getattr(err, "problem_mark", None)
+    if problem is None or mark is None:
+        text = " ".join(str(err).replace('in "<unicode string>", ', "").split())
+        return ConfigError(f"{path}: not valid YAML ({text})")
+    context, context_mark = getattr(err, "context", None), getattr(err, "context_mark", None)
+    where = f" ({context} at {_mark(context_mark)})" if context and context_mark is not None else ""
+    return ConfigError(f"{path}, {_mark(mark)}: not valid YAML: {problem}{where}; fix the file there")
+
+
+def read_yaml(path: str | Path) -> object:
+    """The YAML content of the file ``path``; a one-line :class:`ConfigError` naming the file (and the line and
+    column) when it is not YAML, or not text."""
+    try:
+        return yaml.safe_load(Path(path).read_text())
+    except yaml.YAMLError as err:
+        raise yaml_error(path, err) from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text (YAML) file") from None
+
+
 def deep_merge(base: dict, top: dict) -> dict:
     out = copy.deepcopy(base)
     for key, value in top.items():
@@ -36,10 +64,7 @@ def load_config(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict:
         raise ConfigError(f"{path}: circular _base_ include via {[str(p) for p in _seen]}")
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
-    try:
-        own = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML ({err})") from None
+    own = read_yaml(path) or {}
     if not isinstance(own, dict):
         raise ConfigError(f"{path}: a recipe must be a mapping, found {type(own).__name__}")
     bases = own.pop("_base_", [])

@@ -3,11 +3,13 @@
 
 A pretrained file must fit the backbone. The one accepted difference is the classification head of a fine-tuned
 file with another class count: it is dropped and the drop is logged. Anything else (another width or depth, keys
-the model lacks) stops with the load report's list, unless ``allow_partial_load`` says a partial load is wanted.
+the model lacks) stops with one line naming the file, its first key that does not fit (shapes in file and model)
+and the recipe keys to change, unless ``allow_partial_load`` says a partial load is wanted.
 """
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -57,15 +59,66 @@ def load_pretrained(backbone, ckpts: str, allow_partial: bool = False) -> LoadRe
                                           [k for k in own if k.startswith(head)])
     if not report.ok:
         if not allow_partial:
-            raise CheckpointError(
-                f"{ckpts} does not fit the model {type(backbone).__name__} of this recipe "
-                f"({len(report.problems())} problems; is it another width, depth or backbone?):\n  "
-                + "\n  ".join(report.problems()[:12])
-                + ("\n  ..." if len(report.problems()) > 12 else "")
-                + "\nfix the recipe's model section, or pass --allow_partial_load to train from a partial load")
+            raise misfit_error(ckpts, backbone, report, mapped, partial_load_flag=True)
         LOG.warning(f"--allow_partial_load: training from a PARTIAL load of {ckpts} "
                     f"({len(report.problems())} keys do not fit)")
     return report
+
+
+_BLOCK_KEY = re.compile(r"^blocks\.(?:blocks\.)?(\d+)\.")
+_WIDTH_KEYS = ("trans_dim", "embed_dim")
+
+
+def file_architecture(state: dict[str, torch.Tensor], backbone) -> dict[str, int]:
+    """The model-section values (``trans_dim`` / ``embed_dim``, ``encoder_dims``, ``depth``) a file's tensors,
+    already under our key names, imply; only those the backbone's config has and the shapes tell."""
+    config = getattr(backbone, "config", None)
+    found: dict[str, int] = {}
+    width_tensor = state.get("norm.weight", state.get("cls_token"))
+    if width_tensor is not None and width_tensor.dim() >= 1:
+        found.update({key: int(width_tensor.shape[-1]) for key in _WIDTH_KEYS if hasattr(config, key)})
+    blocks = {int(match.group(1)) for key in state if (match := _BLOCK_KEY.match(key))}
+    if blocks and hasattr(config, "depth"):
+        found["depth"] = max(blocks) + 1
+    if hasattr(config, "encoder_dims"):
+        if "reduce_dim.weight" in state:
+            found["encoder_dims"] = int(state["reduce_dim.weight"].shape[1])
+        elif "trans_dim" in found and not hasattr(backbone, "reduce_dim"):
+            found["encoder_dims"] = found["trans_dim"]
+    return found
+
+
+def first_misfit(report: LoadReport, state: dict[str, torch.Tensor], backbone) -> str:
+    """The first key that does not fit, with its shape in the file and in the model (shape mismatches first)."""
+    own = backbone.state_dict()
+    if report.shape_mismatches:
+        key, in_file, in_model = report.shape_mismatches[0]
+        return f"{key} is {list(in_file)} in the file but {list(in_model)} in the model"
+    if report.unexpected:
+        key = report.unexpected[0]
+        return f"{key} {list(state[key].shape) if key in state else ''} is in the file but not in the model"
+    key = report.missing[0]
+    return f"{key} {list(own[key].shape) if key in own else ''} of the model is missing from the file"
+
+
+def misfit_error(ckpts: str | Path, backbone, report: LoadReport, state: dict[str, torch.Tensor],
+                 partial_load_flag: bool = False) -> CheckpointError:
+    """One line: the file, its first key that does not fit (shapes in file and model), how many more, and the
+    recipe keys (``model.depth``, ``model.trans_dim``, ...) to set to the file's values."""
+    config = getattr(backbone, "config", None)
+    name = getattr(config, "variant", None) or type(backbone).__name__
+    more = len(report.problems()) - 1
+    differs = {key: value for key, value in file_architecture(state, backbone).items()
+               if getattr(config, key, value) != value}
+    if differs:
+        settings = ", ".join(f"model.{key}: {value}" for key, value in differs.items())
+        opts = " ".join(f"model.{key}={value}" for key, value in differs.items())
+        fix = f"the file is another model: set {settings} in the recipe (--opts {opts})"
+    else:
+        fix = "set the recipe's model section to the file's architecture (another width, depth or backbone?)"
+    partial = ", or pass --allow_partial_load to train from a partial load" if partial_load_flag else ""
+    first = first_misfit(report, state, backbone) + (f" (+{more} more keys)" if more > 0 else "")
+    return CheckpointError(f"{ckpts} does not fit the model {name} of this recipe: {first}; {fix}{partial}")
 
 
 def _maps_to_head(key: str, head: str) -> bool:
@@ -122,5 +175,10 @@ def load_for_test(settings: Settings | dict, ckpts: str | None, adapter: str | N
     if isinstance(state, dict) and "peft" in state and state.get("model") is not None:
         raise UsageError(f"{ckpts} holds adapter weights only: pass the pretrained backbone with --ckpts and "
                               f"the adapter folder (adapter-best/) with --adapter")
-    LOG.info(str(load_checkpoint_object(backbone, state, ckpts, strict=True)))
+    report = load_checkpoint_object(backbone, state, ckpts, strict=False)
+    if not report.ok:
+        convert = getattr(backbone, "convert_checkpoint_state", None)
+        tensors = extract_state_dict(state, str(ckpts))
+        raise misfit_error(ckpts, backbone, report, (convert(tensors) if convert else map_reference_keys(tensors))[1])
+    LOG.info(str(report))
     return get_peft_model(backbone, "full").to(device)

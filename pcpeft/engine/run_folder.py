@@ -6,10 +6,13 @@ folder (a lock file with the process id), no silent re-use of a folder that hold
 A folder holds a run once it has a ``config.yaml``, ``ckpt-last.pth``, ``ckpt-best.pth`` or ``results.json``.
 Starting into such a folder is refused unless ``resume`` (continue it) or ``overwrite`` (move it aside to
 ``<name>.replaced-<UTC time>``, never delete) is given. A ``.lock`` file holding the process id refuses a second
-live run; a lock whose process is gone is taken over, with a log line.
+live run; a lock whose process is gone is taken over, with a log line. A run folder, or a folder on the way to it
+below the experiments root, that is a symbolic link resolving outside the root is refused. ``--resume`` of a run
+that has finished all its epochs changes nothing (:func:`finished_results` finds such a run).
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -58,6 +61,40 @@ def experiment_dir(experiments_root: str | os.PathLike, config_path: str | os.Pa
     return Path(experiments_root) / recipe_run_name(config_path) / checked_exp_name(exp_name)
 
 
+def refuse_links_out_of_root(root: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Refuse (:class:`RunFolderError`, naming the link) when ``path`` or any folder on the way to it below the
+    experiments ``root`` is a symbolic link that resolves outside ``root``: nothing is written through it. Links
+    that stay inside the root, and a root that is itself a link, are fine."""
+    root, path = Path(root), Path(path)
+    base = root.resolve()
+    try:
+        parts = path.relative_to(root).parts
+    except ValueError:
+        return
+    current = root
+    for part in parts:
+        current = current / part
+        if not current.is_symlink():
+            continue
+        target = current.resolve()
+        if not target.is_relative_to(base):
+            raise RunFolderError(f"{current} is a symbolic link to {target}, outside the experiments root {base}: "
+                                 f"a run writes only inside the experiments root; remove the link, or choose "
+                                 f"another --exp_name or --experiments")
+
+
+def finished_results(folder: str | os.PathLike) -> dict | None:
+    """The ``results.json`` of the run in ``folder`` when it has finished all of its epochs (``finished: true``),
+    else None (no such file, an unfinished run, or an unreadable file, which a resume rewrites)."""
+    try:
+        results = json.loads((Path(folder) / "results.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(results, dict) or results.get("finished") is not True:
+        return None
+    return results
+
+
 def _process_alive(pid: int) -> bool:
     if pid <= 0:
         return False
@@ -84,8 +121,10 @@ def holds_run(folder: Path) -> bool:
 class RunFolder:
     """The claimed folder of one run; use as a context manager (the lock is released on exit)."""
 
-    def __init__(self, path: str | os.PathLike, resume: bool = False, overwrite: bool = False) -> None:
+    def __init__(self, path: str | os.PathLike, resume: bool = False, overwrite: bool = False,
+                 root: str | os.PathLike | None = None) -> None:
         self.path = Path(path)
+        self.root = None if root is None else Path(root)  # the experiments root: no link below it may leave it
         self.resume, self.overwrite = resume, overwrite
         self.lock = self.path / LOCK_FILE
         self.moved_aside: Path | None = None
@@ -102,6 +141,8 @@ class RunFolder:
         """Take the folder for this process, or raise :class:`RunFolderError` saying why not."""
         if self.resume and self.overwrite:
             raise RunFolderError("--resume and --overwrite contradict each other: choose one")
+        if self.root is not None:
+            refuse_links_out_of_root(self.root, self.path)
         self._refuse_live_owner()
         if self.overwrite and self.path.exists() and holds_run(self.path):
             stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())

@@ -80,7 +80,9 @@ def read_run_config(run_dir: str | os.PathLike) -> dict:
     try:
         config = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
-        raise RunLoadError(f"{path}: not valid YAML ({err})") from None
+        from .config import yaml_error
+
+        raise RunLoadError(str(yaml_error(path, err))) from None
     if not isinstance(config, dict) or "model" not in config:
         raise RunLoadError(f"{path}: not a run's config.yaml (no model section)")
     return config

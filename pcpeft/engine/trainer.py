@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, RandomSampler
+from torch.utils.data import DataLoader, Dataset, RandomSampler
 from torch.utils.data.distributed import DistributedSampler
 
 from ..datasets.errors import DatasetError
@@ -30,11 +30,12 @@ from ..peft import PeftModel
 from .checkpointing import load_training_state, model_payload, restore_model_payload, save_atomic, save_best
 from .config import ConfigError, save_config
 from .data import SYNTHETIC_DATASETS, build_dataset, dataset_record, is_image_config, validation_dataset
+from .data_checks import check_class_count, check_grouping, check_not_empty, split_source
 from .distributed import barrier, init_distributed
 from .jsonfile import json_safe, write_json
 from .model_setup import build_model, load_for_test
 from .optim import CosineWarmupSchedule, build_optimizer
-from .run_folder import RunFolder, experiment_dir
+from .run_folder import RunFolder, experiment_dir, finished_results
 from .schema import Settings, as_settings, validate_recipe
 from .seeding import epoch_seed, seed_everything
 from .tasks import smoothed_cross_entropy, task_for
@@ -115,19 +116,23 @@ def _check_resume(state: dict, config: dict, options: RunOptions, model: PeftMod
                           f"{[m['method'] for m in state['peft']]} {state['peft']}, not {methods_now}")
 
 
-def _check_data(train_set, test_set, settings: Settings, per_rank_batch: int) -> None:
-    name = settings.dataset_spec.get("name")
-    for subset, data in (("training", train_set), ("test", test_set)):
-        if len(data) == 0:
-            raise DatasetError(f"the {subset} split of {name} (root {settings.dataset_spec.get('root')}) is empty")
-    npoints = settings.dataset_spec.get("npoints")
+def _check_data(splits: dict[str, Dataset], settings: Settings, task, per_rank_batch: int) -> None:
+    """The splits (``{'training': ..., 'test': ..., 'validation': ...}``) fit the recipe: labels within
+    ``model.num_classes``, clouds of at least ``dataset.npoints`` points, a batch no larger than the training set."""
+    spec = settings.dataset_spec
+    name = spec.get("name")
+    if task.num_classes is not None:
+        check_class_count(task.num_classes, splits, spec)
+    npoints = spec.get("npoints")
     if npoints is not None:
-        for subset, data in (("training", train_set), ("test", test_set)):
+        for subset in ("training", "test"):
+            data = splits[subset]
             available = data[0][0].shape[0]
             if available < npoints:
-                source = getattr(data, "path", None) or settings.dataset_spec.get("root")
+                source = split_source(data, spec, subset)
                 raise DatasetError(f"{source}: the {subset} clouds of {name} have {available} points, fewer than "
                                    f"dataset.npoints = {npoints}; lower dataset.npoints")
+    train_set = splits["training"]
     if settings.train.drop_last and per_rank_batch > len(train_set):
         raise ConfigError(f"train.batch_size {settings.train.batch_size} is larger than the training set "
                           f"({len(train_set)} samples of {name}), so no step would run: lower it, or set "
@@ -139,6 +144,9 @@ def train(config: dict, options: RunOptions) -> dict:
 
     The recipe is validated first (:func:`validate_recipe`), the run folder claimed (:class:`RunFolder`), the
     model, data and any resumed state checked; only then is ``config.yaml`` written and training starts.
+    ``resume`` of a run that has finished all its epochs writes nothing and returns its ``results.json`` with an
+    ``already_finished`` line added; a larger ``scheduler.epochs`` extends it only where that is exactly a longer
+    run (:func:`_keep_finished`).
     """
     settings = validate_recipe(config, options.config_path)
     config = settings.raw  # a PointCloudFolder recipe gets model.num_classes from its class folders
@@ -146,15 +154,48 @@ def train(config: dict, options: RunOptions) -> dict:
     rank, world = init_distributed(device)
     main = rank == 0
     exp_dir = experiment_dir(options.experiments_root, options.config_path, options.exp_name)
-    folder = RunFolder(exp_dir, options.resume, options.overwrite) if main else None
+    folder = RunFolder(exp_dir, options.resume, options.overwrite, options.experiments_root) if main else None
     if folder is not None:
         folder.claim()
     try:
         barrier()
+        finished = finished_results(exp_dir) if options.resume else None
+        if finished is not None and _keep_finished(finished, settings, exp_dir):
+            done = finished.get("epochs_run")
+            return {**finished, "already_finished": f"{exp_dir}: already finished ({done} of {done} epochs, "
+                                                    f"results.json finished: true); nothing to resume, "
+                                                    f"results.json unchanged"}
         return _train(settings, config, options, exp_dir, device, rank, world)
     finally:
         if folder is not None:
             folder.release()
+
+
+def _schedule_lrs(settings: Settings, epochs: int, count: int) -> list[float]:
+    """The learning rates of the first ``count`` epochs of a run of ``epochs`` epochs under the recipe's schedule."""
+    sched, base = settings.scheduler, settings.optimizer.lr
+    optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=base)
+    schedule = CosineWarmupSchedule(optimizer, epochs, sched.warmup_epochs, sched.warmup_lr, sched.min_lr,
+                                    sched.cosine_epochs)
+    return [schedule.lr_at(epoch, base) for epoch in range(count)]
+
+
+def _keep_finished(finished: dict, settings: Settings, exp_dir: Path) -> bool:
+    """Whether ``--resume`` leaves a finished run as it is (True: it ran at least ``scheduler.epochs``). A larger
+    ``scheduler.epochs`` extends it only when that is exactly a longer run: the learning rates of the epochs it ran
+    are those of the longer schedule (as in a warm-up, or with ``scheduler.cosine_epochs``); otherwise a
+    :class:`ConfigError` says so."""
+    done, epochs = finished.get("epochs_run"), settings.scheduler.epochs
+    if not isinstance(done, int) or epochs <= done:
+        return True
+    ran, longer = _schedule_lrs(settings, done, done), _schedule_lrs(settings, epochs, done)
+    changed = next((e for e in range(done) if ran[e] != longer[e]), None)
+    if changed is not None:
+        raise ConfigError(f"--resume: {exp_dir} has finished all its {done} epochs; scheduler.epochs = {epochs} "
+                          f"cannot extend it cleanly: its epoch {changed} ran at learning rate {ran[changed]:.4g}, "
+                          f"a {epochs}-epoch schedule has {longer[changed]:.4g} there; start a new run (another "
+                          f"--exp_name) with scheduler.epochs = {epochs}")
+    return False
 
 
 def _train(settings: Settings, config: dict, options: RunOptions, exp_dir: Path, device: torch.device, rank: int,
@@ -177,16 +218,20 @@ def _train(settings: Settings, config: dict, options: RunOptions, exp_dir: Path,
     methods = [c.method for c in model.peft_configs]
     LOG.info(f"method {methods}: trainable {trainable:,} / {total:,} ({100 * trainable / total:.3f}%)")
 
+    check_grouping(model, settings.dataset_spec)
     train_set = build_dataset(settings.dataset_spec, "train", seed=options.seed)
+    check_not_empty(train_set, settings.dataset_spec, "train")
     task = task_for(settings)
     data_record = dataset_record(train_set, exp_dir if main else None, task.num_classes)  # + split.json
     train_set, val_set = split_train_val(train_set, settings.val_fraction, getattr(settings.dataset, "val_seed", 0))
     if val_set is None:
         val_set = validation_dataset(settings.dataset_spec)  # a PointCloudFolder's ROOT/val/
     test_set = build_dataset(settings.dataset_spec, "test")
+    check_not_empty(test_set, settings.dataset_spec, "test")
     tcfg = settings.train
     per_rank_batch = max(1, tcfg.batch_size // world)
-    _check_data(train_set, test_set, settings, per_rank_batch)
+    splits = {"training": train_set, "test": test_set, **({"validation": val_set} if val_set is not None else {})}
+    _check_data(splits, settings, task, per_rank_batch)
     task.check_data(model, train_set)
     epochs = settings.scheduler.epochs
 
@@ -211,6 +256,9 @@ def _train(settings: Settings, config: dict, options: RunOptions, exp_dir: Path,
         history = History(state["history"], state["best"], state.get("last") or {})
         start_epoch = state["epoch"] + 1
         LOG.info(f"resumed from {last_ckpt} after epoch {state['epoch']}")
+        if state["epoch"] + 1 < epochs and finished_results(exp_dir) is not None:
+            LOG.info(f"extending the finished run from {state['epoch'] + 1} to {epochs} epochs (the learning rates "
+                     f"of the epochs it ran are those of a {epochs}-epoch run)")
     provenance = options.provenance()  # once: it hashes the --ckpts file
     if main and not (exp_dir / "config.yaml").is_file():
         for name, text in options.extra_files.items():
@@ -340,8 +388,8 @@ def evaluate_run(config: dict | Settings, model: PeftModel, device: torch.device
     rank, world = init_distributed(device)
     spec = settings.dataset_spec
     test_set = build_dataset(spec, "test")
-    if len(test_set) == 0:
-        raise DatasetError(f"the test split of {spec.get('name')} (root {spec.get('root')}) is empty")
+    check_not_empty(test_set, spec, "test")
+    check_grouping(model, spec)
     metrics = task_for(settings).test(model, test_set, device, vote, times, seed, rank, world)
     return json_safe({"dataset": spec.get("name"), "split": spec.get("split"), "npoints": spec.get("npoints"),
                       "task": settings.task, "voting": vote, "vote_times": times if vote else None, **metrics})

@@ -15,7 +15,8 @@ recon_pretrain                ``MAE_encoder.*`` (ReCon)   file: decoder, ``mask_
                                                           ``img_proj`` / ``text_proj`` (and the image/text
                                                           teachers if a file holds them); model: the head
 pointgpt_pretrain             ``GPT_Transformer.*``       model: ``cls_token``, ``cls_pos``, ``cls_norm``, head
-pointgpt_finetuned            ``blocks.layers.*``         nothing (the official fine-tune ``PointTransformer``)
+pointgpt_finetuned            ``blocks.layers.*`` or any  nothing (the official fine-tune ``PointTransformer``;
+                              other official-only key     a file holding part of it maps that part)
 pointgpt_post_pretrain        as above, with a head of    file: the post-pre-training head
                               another class count         (``blocks.cls_head_finetune.*``); model: the head
 ============================  ==========================  ===================================================
@@ -99,6 +100,15 @@ _GPT_TOP = [("blocks.sos", "sos"), ("blocks.ln_f.", "norm."), ("blocks.cls_norm.
             ("generator_blocks.ln_f.", "generator.norm."),
             ("generator_blocks.increase_dim.", "generator.increase_dim.")]
 _GPT_LAYER = re.compile(r"^(blocks|generator_blocks)\.layers\.(\d+)\.(.+)$")
+#: key prefixes only the official fine-tune layout has (ours has ``blocks.blocks.*`` where it has ``blocks.*``)
+_GPT_OFFICIAL_ONLY = ("blocks.layers.", "blocks.sos", "blocks.ln_f.", "blocks.cls_norm.", "blocks.cls_head_finetune.",
+                      "blocks.increase_dim.", "generator_blocks.")
+
+
+def is_official_pointgpt(state: dict[str, torch.Tensor]) -> bool:
+    """Whether any key of ``state`` is in the official PointGPT fine-tune layout, whatever subset of that layout
+    the file holds (the whole model, the head alone, the blocks alone)."""
+    return any(key.startswith(_GPT_OFFICIAL_ONLY) for key in state)
 
 
 def pointgpt_key(key: str) -> str:
@@ -122,7 +132,7 @@ def _pointgpt(state: dict[str, torch.Tensor], num_classes: int) -> Converted:
         mapped, _, outside = _split_prefix(state, "GPT_Transformer.")
         mapped.update({k: state[k] for k in outside})  # the official loader keeps unprefixed keys as they are
         return "pointgpt_pretrain", {pointgpt_key(k): v for k, v in mapped.items()}, {}
-    if not any(k.startswith("blocks.layers.") for k in state):
+    if not is_official_pointgpt(state):
         return "finetuned", dict(state), {}
     head = sorted(k for k in state if k.startswith("blocks.cls_head_finetune."))
     last_bias = max((k for k in head if k.endswith(".bias")), key=lambda k: int(k.split(".")[2]), default=None)
