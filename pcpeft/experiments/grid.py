@@ -129,7 +129,7 @@ def read_sweep_file(path: str | Path) -> SweepSpec:
 
 def _value_text(value: Any) -> str:
     if isinstance(value, dict):
-        return str(value.get("name") or ",".join(f"{k}={v}" for k, v in value.items()))
+        return str(value["name"]) if "name" in value else ",".join(f"{k}={v}" for k, v in value.items())
     if isinstance(value, float):
         return f"{value:g}"
     return str(value).replace("/", "~").replace(" ", "")
