@@ -1,28 +1,51 @@
-"""Point-MAE pre-training loop on any of our datasets (labels unused); writes the official pre-training layout.
+"""Point-MAE pre-training on any of our data sets (labels unused), through the one training loop
+(:mod:`.loop`); writes the official pre-training layout (``base_model`` holds ``MAE_encoder.*``).
 
 Like fine-tuning, every random draw of epoch e is seeded from (seed, e), the checkpoint is written atomically
 after every epoch, and ``resume=True`` continues from it bit-identically on CPU. The output folder is claimed
 like a fine-tuning run folder (:class:`RunFolder`): a folder holding a pre-training is never reused silently.
+The model is ``create_model("point_mae_pretrain", ...)`` with the recipe's model section and its ``pretrain``
+section; the learning rate follows the recipe's whole schedule (warm-up, cosine, ``cosine_epochs``).
 """
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Callable
 
 import torch
-from torch.utils.data import DataLoader, RandomSampler
 
 from ..datasets.transforms import RandomSubsetOfFPS, ScaleAndTranslate
-from ..models.point_mae_pretrain import PointMAEPretrainModel
-from .checkpointing import load_training_state, save_atomic
+from ..models.registry import create_model, model_options
+from .checkpointing import load_training_state
 from .config import ConfigError, save_config
 from .data import build_dataset
+from .hooks import CheckpointHook, LogHook
+from .loop import LoopData, TrainingLoop, plain_step
 from .optim import CosineWarmupSchedule, build_optimizer
 from .run_folder import RunFolder
-from .schema import validate_recipe
-from .seeding import epoch_seed, seed_everything
+from .schema import Settings, validate_recipe
+from .seeding import seed_everything
+from .tasks import StepResult
 
 LOG = logging.getLogger("pcpeft")
+PRETRAIN_MODEL = "point_mae_pretrain"
+
+
+class PretrainTask:
+    """Masked-autoencoder batches: ``npoints`` random points of an FPS oversample, scaled and translated; the loss
+    is the model's own (Chamfer-L2 of the masked groups)."""
+
+    def __init__(self, npoints: int) -> None:
+        self.npoints = npoints
+
+    def transforms(self, generator: torch.Generator) -> tuple[Callable, None]:
+        sample, augment = RandomSubsetOfFPS(self.npoints, generator=generator), ScaleAndTranslate(generator=generator)
+        return (lambda points: augment(sample(points))), None
+
+    def training_loss(self, model, batch, transform: Callable, device: torch.device) -> StepResult:
+        points = batch[0]
+        return StepResult(model(transform(points.to(device)[..., :3].contiguous())), 0, 0)
 
 
 def pretrain(config: dict, out_dir: str | Path, seed: int = 0, device: str = "cpu", progress: bool = True,
@@ -35,70 +58,59 @@ def pretrain(config: dict, out_dir: str | Path, seed: int = 0, device: str = "cp
     settings = validate_recipe(config, "pre-training recipe", task="pretrain")
     out_dir = Path(out_dir)
     with RunFolder(out_dir, resume, overwrite):
-        return _pretrain(settings, config, out_dir, seed, device, progress, resume, stop_after_epochs)
+        return _pretrain(settings, config, out_dir, seed, torch.device(device), progress, resume, stop_after_epochs)
 
 
-def _pretrain(settings, config, out_dir: Path, seed: int, device: str, progress: bool, resume: bool,
-              stop_after_epochs: int | None) -> Path:
-    from tqdm import tqdm
+def pretrain_model(settings: Settings) -> torch.nn.Module:
+    """The masked autoencoder of the recipe: its model section's encoder options and its ``pretrain`` section."""
+    section = settings.pretrain
+    encoder = {key: settings.model[key] for key in model_options(PRETRAIN_MODEL) if key in settings.model}
+    return create_model(PRETRAIN_MODEL, **encoder, mask_ratio=section.mask_ratio, decoder_depth=section.decoder_depth,
+                        decoder_num_heads=section.decoder_num_heads)
 
-    from ..progress import shown
 
-    dev = torch.device(device)
+def _restore(path: Path, model, optimizer, seed: int, config: dict) -> int:
+    """Load ``ckpt-last.pth`` into the model and optimiser after checking seed and model; returns the next epoch."""
+    state = load_training_state(path)
+    if state.get("seed", seed) != seed:
+        raise ConfigError(f"--resume: {path} was started with --seed {state['seed']}, not {seed}")
+    if state.get("config", {}).get("model") not in (None, config.get("model")):
+        raise ConfigError(f"--resume: {path} was pre-trained with another model section "
+                          f"({state['config']['model']} vs {config.get('model')})")
+    model.load_state_dict(state["base_model"])
+    optimizer.load_state_dict(state["optimizer"])
+    LOG.info(f"resumed pre-training from {path} after epoch {state['epoch']}")
+    return state["epoch"] + 1
+
+
+def _pretrain_line(record: dict) -> str:
+    return f"pretrain epoch {record['epoch']} lr={record['lr']:.3g} chamfer_l2={record['train_loss']:.5f}"
+
+
+def _pretrain(settings: Settings, config: dict, out_dir: Path, seed: int, device: torch.device, progress: bool,
+              resume: bool, stop_after_epochs: int | None) -> Path:
     seed_everything(seed)
-    model_cfg = settings.model
-    model = PointMAEPretrainModel(
-        trans_dim=model_cfg.get("trans_dim", 384), depth=model_cfg.get("depth", 12),
-        num_heads=model_cfg.get("num_heads", 6), num_group=model_cfg.get("num_group", 64),
-        group_size=model_cfg.get("group_size", 32), mask_ratio=settings.pretrain.mask_ratio,
-        decoder_depth=settings.pretrain.decoder_depth,
-        decoder_num_heads=settings.pretrain.decoder_num_heads or model_cfg.get("num_heads", 6),
-        drop_path_rate=model_cfg.get("drop_path_rate", 0.1)).to(dev)
+    model = pretrain_model(settings).to(device)
     dataset = build_dataset(settings.dataset_spec, "train", seed=seed)
-    npoints = settings.dataset_spec["npoints"]
-    epochs = settings.scheduler.epochs
-    batch = settings.train.batch_size
-    if settings.train.drop_last and batch > len(dataset):
-        raise ConfigError(f"train.batch_size {batch} is larger than the pre-training set ({len(dataset)} clouds): "
-                          f"lower it, or set train.drop_last: false")
+    tcfg, sched, epochs = settings.train, settings.scheduler, settings.scheduler.epochs
+    if tcfg.drop_last and tcfg.batch_size > len(dataset):
+        raise ConfigError(f"train.batch_size {tcfg.batch_size} is larger than the pre-training set ({len(dataset)} "
+                          f"clouds): lower it, or set train.drop_last: false")
     optimizer = build_optimizer(model, settings.optimizer.lr, settings.optimizer.weight_decay)
-    schedule = CosineWarmupSchedule(optimizer, epochs, settings.scheduler.warmup_epochs, settings.scheduler.warmup_lr,
-                                    settings.scheduler.min_lr)
+    schedule = CosineWarmupSchedule(optimizer, epochs, sched.warmup_epochs, sched.warmup_lr, sched.min_lr,
+                                    sched.cosine_epochs)
     path = out_dir / "ckpt-last.pth"
-    start_epoch = 0
-    if resume:
-        state = load_training_state(path)
-        if state.get("seed", seed) != seed:
-            raise ConfigError(f"--resume: {path} was started with --seed {state['seed']}, not {seed}")
-        if state.get("config", {}).get("model") not in (None, config.get("model")):
-            raise ConfigError(f"--resume: {path} was pre-trained with another model section "
-                              f"({state['config']['model']} vs {config.get('model')})")
-        model.load_state_dict(state["base_model"])
-        optimizer.load_state_dict(state["optimizer"])
-        start_epoch = state["epoch"] + 1
-        LOG.info(f"resumed pre-training from {path} after epoch {state['epoch']}")
-    else:
+    start = _restore(path, model, optimizer, seed, config) if resume else 0
+    if not resume:
         save_config(config, out_dir / "config.yaml")
-    stop_at = epochs if stop_after_epochs is None else min(epochs, start_epoch + stop_after_epochs)
-    for epoch in range(start_epoch, stop_at):
-        schedule.step(epoch)
-        generator = seed_everything(epoch_seed(seed, epoch))
-        if hasattr(dataset, "set_epoch"):
-            dataset.set_epoch(epoch)
-        loader = DataLoader(dataset, batch_size=batch, sampler=RandomSampler(dataset, generator=generator),
-                            drop_last=settings.train.drop_last, num_workers=settings.train.num_workers)
-        sample, augment = RandomSubsetOfFPS(npoints, generator=generator), ScaleAndTranslate(generator=generator)
-        model.train()
-        losses = []
-        bar = tqdm(loader, desc=f"pretrain {epoch + 1}/{epochs}", disable=not shown(progress), leave=False)
-        for points, _ in bar:
-            loss = model(augment(sample(points.to(dev)[..., :3].contiguous())))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            losses.append(loss.item())
-        LOG.info(f"pretrain epoch {epoch} lr={optimizer.param_groups[0]['lr']:.3g} "
-                 f"chamfer_l2={sum(losses) / max(len(losses), 1):.5f}")
-        save_atomic({"base_model": model.state_dict(), "epoch": epoch, "optimizer": optimizer.state_dict(),
-                     "loss": sum(losses) / max(len(losses), 1), "seed": seed, "config": config}, path)
+
+    def payload(loop: TrainingLoop, epoch: int, record: dict) -> dict:
+        return {"base_model": loop.model.state_dict(), "epoch": epoch, "optimizer": loop.optimizer.state_dict(),
+                "loss": record["train_loss"], "seed": seed, "config": config}
+
+    hooks = [LogHook(_pretrain_line), CheckpointHook(path, payload)]
+    loop = TrainingLoop(model, model, PretrainTask(settings.dataset_spec["npoints"]), optimizer, schedule,
+                        LoopData(dataset, tcfg.batch_size, tcfg.drop_last, tcfg.num_workers), plain_step(), device,
+                        seed, epochs, hooks, progress=progress, desc="pretrain")
+    loop.run(start, epochs if stop_after_epochs is None else min(epochs, start + stop_after_epochs))
     return path

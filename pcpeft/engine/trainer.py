@@ -14,25 +14,24 @@ from __future__ import annotations
 
 import logging
 import statistics
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, RandomSampler
-from torch.utils.data.distributed import DistributedSampler
+from torch.utils.data import Dataset
 
 from ..datasets.errors import DatasetError
 from ..peft import PeftModel
-from .checkpointing import load_training_state, model_payload, restore_model_payload, save_atomic, save_best
+from .checkpointing import load_training_state, model_payload, restore_model_payload
 from .config import ConfigError, save_config
 from .data import SYNTHETIC_DATASETS, build_dataset, dataset_record, is_image_config, validation_dataset
 from .data_checks import check_class_count, check_grouping, check_not_empty, split_source
 from .distributed import barrier, init_distributed
+from .hooks import CheckpointHook, EvaluationHook, History, LogHook, record_line
 from .jsonfile import json_safe, write_json
+from .loop import LoopData, StepSettings, TrainingLoop
 from .model_setup import build_model, load_for_test
 from .optim import CosineWarmupSchedule, build_optimizer
 from .run_folder import RunFolder, experiment_dir, finished_results
@@ -80,13 +79,6 @@ class RunOptions:
 
             record.update(backbone_file_record(self.ckpts))
         return record
-
-
-@dataclass
-class History:
-    epochs: list[dict] = field(default_factory=list)
-    best: dict = field(default_factory=dict)
-    last: dict = field(default_factory=dict)
 
 
 def _setup_logging(exp_dir: Path, main: bool) -> None:
@@ -177,7 +169,7 @@ def _schedule_lrs(settings: Settings, epochs: int, count: int) -> list[float]:
     optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=base)
     schedule = CosineWarmupSchedule(optimizer, epochs, sched.warmup_epochs, sched.warmup_lr, sched.min_lr,
                                     sched.cosine_epochs)
-    return [schedule.lr_at(epoch, base) for epoch in range(count)]
+    return [schedule.lr_at(index, base) for index in range(count)]
 
 
 def _keep_finished(finished: dict, settings: Settings, exp_dir: Path) -> bool:
@@ -269,83 +261,20 @@ def _train(settings: Settings, config: dict, options: RunOptions, exp_dir: Path,
     if world > 1:
         train_model = nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
     writer = None
+    hooks: list = [EvaluationHook(task, test_set, val_set, history, exp_dir, tcfg.eval_every, main)]
     if main:
         from torch.utils.tensorboard import SummaryWriter
 
         writer = SummaryWriter(str(exp_dir / "tb"))
-    from tqdm import tqdm
-
-    from ..progress import shown
-
-    step_times: list[float] = []
+        payload = _checkpoint_payload(config, provenance, history, schedule, scaler if use_amp else None)
+        hooks += [LogHook(record_line, writer), CheckpointHook(last_ckpt, payload)]
     stop_at = epochs if options.stop_after_epochs is None else min(epochs, start_epoch + options.stop_after_epochs)
-
-    for epoch in range(start_epoch, stop_at):
-        schedule.step(epoch)
-        generator = seed_everything(epoch_seed(options.seed, epoch))
-        if hasattr(train_set, "set_epoch"):
-            train_set.set_epoch(epoch)
-        if world > 1:
-            sampler = DistributedSampler(train_set, world, rank, shuffle=True, seed=options.seed, drop_last=True)
-            sampler.set_epoch(epoch)
-        else:
-            sampler = RandomSampler(train_set, generator=generator)
-        loader = DataLoader(train_set, batch_size=per_rank_batch, sampler=sampler, drop_last=tcfg.drop_last,
-                            num_workers=tcfg.num_workers)
-        transform, eval_transform = task.transforms(generator)
-        model.train()
-        losses, aux_losses, correct, seen = [], [], 0, 0
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{epochs}", disable=not shown(main and options.progress),
-                   leave=False)
-        for batch in bar:
-            start = time.perf_counter()
-            with precision.autocast():
-                step = task.training_loss(train_model, batch, transform, device)
-                aux = model.aux_loss()
-                total_loss = step.loss + tcfg.aux_loss_weight * aux
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(total_loss).backward()
-            if tcfg.grad_clip:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], tcfg.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            step_times.append(time.perf_counter() - start)
-            losses.append(step.loss.item())
-            aux_losses.append(float(aux.detach()))
-            correct, seen = correct + step.correct, seen + step.seen
-            bar.set_postfix(loss=f"{losses[-1]:.3f}")
-        record = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"], "train_loss": float(np.mean(losses)),
-                  "aux_loss": float(np.mean(aux_losses)), "train_acc": 100.0 * correct / max(seen, 1)}
-        if (epoch + 1) % tcfg.eval_every == 0 or epoch + 1 == epochs:
-            evaluate = lambda data: task.evaluate(model, data, eval_transform, device, per_rank_batch,  # noqa: E731
-                                                  tcfg.num_workers, rank, world)
-            metrics = evaluate(test_set)
-            record.update(task.summary(metrics, "test"))
-            chooser = task.score
-            if val_set is not None:
-                val_metrics = evaluate(val_set)
-                chooser = task.val_score
-                metrics[chooser] = val_metrics[task.score]
-                record.update(task.summary(val_metrics, "val"))
-            if not history.best or metrics[chooser] > history.best[chooser]:
-                history.best = {"epoch": epoch, **metrics}
-                if main:
-                    save_best(model, exp_dir)
-            history.last = {"epoch": epoch, **metrics}
-        history.epochs.append(record)
-        if main:
-            LOG.info(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
-            for key, value in record.items():
-                if key != "epoch":
-                    writer.add_scalar(key, value, epoch)
-            save_atomic({"epoch": epoch, "config": config, "run": provenance,
-                         "peft": [c.to_dict() for c in model.peft_configs],
-                         **model_payload(model), "optimizer": optimizer.state_dict(),
-                         "scheduler": schedule.state_dict(), "scaler": scaler.state_dict() if use_amp else None,
-                         "history": history.epochs, "best": history.best, "last": history.last},
-                        last_ckpt)
-        barrier()
+    loop = TrainingLoop(model, train_model, task, optimizer, schedule,
+                        LoopData(train_set, per_rank_batch, tcfg.drop_last, tcfg.num_workers),
+                        StepSettings(tcfg.grad_clip, tcfg.aux_loss_weight, precision, scaler), device, options.seed,
+                        epochs, hooks, rank, world, options.progress)
+    loop.run(start_epoch, stop_at)
+    step_times = loop.step_times
     if writer is not None:
         writer.close()
     finished = stop_at == epochs
@@ -355,6 +284,18 @@ def _train(settings: Settings, config: dict, options: RunOptions, exp_dir: Path,
         write_json(exp_dir / "results.json", results)
         LOG.info(f"results: {exp_dir / 'results.json'}")
     return json_safe(results)
+
+
+def _checkpoint_payload(config: dict, provenance: dict, history: History, schedule, scaler):
+    """What ``ckpt-last.pth`` holds after an epoch: everything a resume needs, tensors only."""
+    def payload(loop: TrainingLoop, epoch: int, record: dict) -> dict:
+        return {"epoch": epoch, "config": config, "run": provenance,
+                "peft": [c.to_dict() for c in loop.model.peft_configs], **model_payload(loop.model),
+                "optimizer": loop.optimizer.state_dict(), "scheduler": schedule.state_dict(),
+                "scaler": scaler.state_dict() if scaler is not None else None,
+                "history": history.epochs, "best": history.best, "last": history.last}
+
+    return payload
 
 
 def _results(settings: Settings, task, options, model, history, step_times, finished, trainable, total,

@@ -17,6 +17,7 @@ from ..ops.grouping import PointGrouper
 from .chamfer import chamfer_l2
 from .point_tokenizer import MiniPointNet, PositionalMLP
 from .point_transformer import _reference_init
+from .registry import register_model
 from .transformer import BlockStack, TransformerEncoder
 
 
@@ -90,3 +91,14 @@ class PointMAEPretrainModel(nn.Module):
         pred = self.increase_dim(rebuilt.transpose(1, 2)).transpose(1, 2).reshape(batch * num_masked, -1, 3)
         target = neighbourhoods[mask].reshape(batch * num_masked, -1, 3)
         return chamfer_l2(pred, target)
+
+
+@register_model("point_mae_pretrain")
+def point_mae_pretrain(trans_dim: int = 384, depth: int = 12, num_heads: int = 6, num_group: int = 64,
+                       group_size: int = 32, drop_path_rate: float = 0.1, mask_ratio: float = 0.6, decoder_depth: int = 4,
+                       decoder_num_heads: int | None = None) -> PointMAEPretrainModel:
+    """Point-MAE's masked autoencoder for pre-training (``forward(points)`` -> the Chamfer-L2 loss); the decoder
+    has the encoder's head count unless ``decoder_num_heads`` says otherwise. Its ``MAE_encoder.*`` tensors are
+    what the fine-tuning backbones load."""
+    return PointMAEPretrainModel(trans_dim, depth, num_heads, num_group, group_size, mask_ratio, decoder_depth,
+                                 decoder_num_heads or num_heads, drop_path_rate)

@@ -54,5 +54,5 @@ def model_options(name: str) -> list[str]:
 
 
 def _import_builtin_models() -> None:
-    from . import point_partseg, pointgpt, point_transformer, vit  # noqa: F401  (registers point_mae / point_bert /
-    # act / recon / pointgpt_{s,b,l} / vit_* / *_partseg)
+    from . import point_mae_pretrain, point_partseg, pointgpt, point_transformer, vit  # noqa: F401  (registers
+    # point_mae / point_bert / act / recon / pointgpt_{s,b,l} / vit_* / *_partseg / point_mae_pretrain)
