@@ -5,7 +5,7 @@ a missing file or data set, a bad config key or value, an unknown method or mode
 fit, bad point files, a full disk) prints one ``error: ...`` message and exits with status 2. ``--debug`` (or the
 environment variable ``PCPEFT_DEBUG=1``) shows the full traceback instead. Any other exception is a bug and keeps
 its traceback. Ctrl-C exits with status 130 and one line. Before ``main`` runs, the CPU allocator is tuned for the large,
-repeated tensor allocations of training and inference (:mod:`pcpeft.allocator`).
+repeated tensor allocations of training and inference (:mod:`pcpeft._allocator`).
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import os
 import sys
 from typing import Callable
 
-from .allocator import tune_cpu_allocator
+from ._allocator import tune_cpu_allocator
 from .errors import UserError
 
 DEBUG_ENV = "PCPEFT_DEBUG"
@@ -48,7 +48,7 @@ def fail(message: str, status: int = 2) -> None:
 def run_tool(main: Callable[[], object], debug: bool | None = None) -> None:
     """Run ``main`` with the error policy above, then exit (0 when it returns). ``debug`` (default: ``--debug`` in
     ``sys.argv`` or ``PCPEFT_DEBUG=1``) keeps tracebacks. Tunes the CPU allocator first
-    (:func:`pcpeft.allocator.tune_cpu_allocator`; ``PCPEFT_MALLOC_TUNING=0`` turns that off)."""
+    (:func:`pcpeft._allocator.tune_cpu_allocator`; ``PCPEFT_MALLOC_TUNING=0`` turns that off)."""
     tune_cpu_allocator()
     show_traceback = debugging() or bool(debug)
     try:

@@ -1,11 +1,11 @@
-"""The CPU allocator tuning of the tools (pcpeft.allocator): applied once per process, off with the env switch."""
+"""The CPU allocator tuning of the tools (pcpeft._allocator): applied once per process, off with the env switch."""
 import os
 import subprocess
 import sys
 
 import pytest
 
-CHECK = ("import pcpeft.allocator as a, torch; first = a.tune_cpu_allocator(); "
+CHECK = ("import pcpeft._allocator as a, torch; first = a.tune_cpu_allocator(); "
          "x = torch.randn(64, 2 ** 20); del x; y = torch.randn(64, 2 ** 20).sum(); "  # 256 MB blocks still allocate
          "print(first, a.tune_cpu_allocator())")
 
@@ -27,6 +27,6 @@ def test_tuning_is_off_with_the_switch():
 
 
 def test_importing_the_library_does_not_tune():
-    code = "import pcpeft, pcpeft.models, pcpeft.peft, pcpeft.allocator as a; print(a._applied)"
+    code = "import pcpeft, pcpeft.models, pcpeft.peft, pcpeft._allocator as a; print(a._applied)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.stdout.strip() == "None", done.stderr

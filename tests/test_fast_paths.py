@@ -485,7 +485,7 @@ def test_training_forward_records_no_slice_copy():
 # -- the side-by-side bench's reference DAPT (issue 17 item 5) ------------------------------------------------------
 def test_restated_reference_dapt_equals_pcpeft_dapt_and_trains():
     import pcpeft
-    from pcpeft.bench_reference import reference_dapt
+    from benchmarks.reference import reference_dapt
     from pcpeft.peft import get_peft_model
 
     torch.manual_seed(0)
@@ -504,7 +504,7 @@ def test_restated_reference_dapt_equals_pcpeft_dapt_and_trains():
 
 
 def test_side_by_side_table_marks_the_dapt_time_and_memory_targets():
-    from pcpeft.benchmark import side_by_side_markdown
+    from benchmarks.benchmark import side_by_side_markdown
 
     # per-round ratios 0.40 and 0.80: their median 0.60, not the ratio of the case medians (60 / 100)
     rows = [{"case": "adapter_x step", "median_ms": 60.0, "round_medians_ms": [40.0, 80.0], "peak_mb": 80.0,
@@ -521,7 +521,7 @@ def test_side_by_side_table_marks_the_dapt_time_and_memory_targets():
 
 
 def test_peak_live_tensor_memory_counts_what_a_step_holds_at_once():
-    from pcpeft.benchmark import _peak_tensor_mb
+    from benchmarks.benchmark import _peak_tensor_mb
 
     def step():
         a = torch.ones(2 ** 20)  # 4 MB
@@ -535,7 +535,7 @@ def test_peak_live_tensor_memory_counts_what_a_step_holds_at_once():
 
 
 def test_side_by_side_names_a_bf16_case_it_could_not_run_instead_of_timing_emulated_bf16(monkeypatch):
-    from pcpeft import benchmark
+    from benchmarks import benchmark
 
     monkeypatch.setattr(benchmark, "cpu_native_bf16", lambda: (False, "no avx512_bf16 cpu flag"))
     rows = benchmark.bench_side_by_side(cases=("full step bf16",))  # would take minutes if it really ran
@@ -550,7 +550,7 @@ def test_zeroed_smoa_case_times_the_prompts_alone_and_keeps_the_fresh_logits():
     """The diagnostic ``SMoA zeroed`` case skips the pool (no routing recorded) but still inserts the prompt tokens;
     a fresh adapter_x (zero-initialised up projections) gives the same logits both ways."""
     import pcpeft
-    from pcpeft import benchmark
+    from benchmarks import benchmark
     from pcpeft.peft import get_peft_model
 
     assert "adapter_x inference, SMoA zeroed" in benchmark.SMOA_ZEROED_CASES

@@ -65,7 +65,7 @@ def test_bench_tool_runs_on_tiny_settings(tmp_path):
 
 
 def test_grouping_bench_lists_every_cpu_backend():
-    from pcpeft.benchmark import bench_grouping
+    from benchmarks.benchmark import bench_grouping
 
     rows = bench_grouping(repeats=1, batch=2)
     assert {"fps_torch_ms", "fps_fpsample_ms", "fps_numba_ms", "knn32_torch_ms", "knn32_numba_ms"} <= set(rows[0])

@@ -19,12 +19,12 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
-from .allocator import tune_cpu_allocator
-from .models.registry import create_model
-from .ops.fps import available_fps_backends, farthest_point_sample
-from .engine.precision import cpu_native_bf16, select_precision
-from .ops.knn import available_knn_backends, knn_indices
-from .peft import get_peft_model
+from pcpeft._allocator import tune_cpu_allocator
+from pcpeft.models.registry import create_model
+from pcpeft.ops.fps import available_fps_backends, farthest_point_sample
+from pcpeft.engine.precision import cpu_native_bf16, select_precision
+from pcpeft.ops.knn import available_knn_backends, knn_indices
+from pcpeft.peft import get_peft_model
 
 SHAPES = {
     "scanobjectnn": dict(npoints=2048, num_group=128, group_size=32, num_classes=15),
@@ -102,9 +102,9 @@ def _warm_grouping(model, points: torch.Tensor, reference: bool) -> None:
     """One grouping call on a single cloud, before a memory baseline: loading the compiled (numba) kernels costs
     ~150 MB of resident code once per process, which is not training memory; the reference's torch stand-ins are
     warmed the same way."""
-    from .ops.knn import knn_torch
-    from .ops.fps import fps_torch
-    from .ops.grouping import gather_points
+    from pcpeft.ops.knn import knn_torch
+    from pcpeft.ops.fps import fps_torch
+    from pcpeft.ops.grouping import gather_points
 
     one = points[:1]
     grouper = getattr(getattr(model, "base_model", model), "group_divider", None)
@@ -269,7 +269,7 @@ def target_checks(rows: list[dict], grouping: list[dict]) -> list[str]:
 
 # -- side by side with the reference forward -------------------------------------------------------------------
 #: case -> (model: "plain" | method name, "step" | "infer", "pcpeft" | "reference", autocast bf16, tuned allocator).
-#: pcpeft's cases run as its tools run (the CPU allocator tuned, :mod:`pcpeft.allocator`), the reference's as the
+#: pcpeft's cases run as its tools run (the CPU allocator tuned, :mod:`pcpeft._allocator`), the reference's as the
 #: official code runs (glibc's defaults); the "default allocator" cases separate the code's share of a ratio from
 #: the allocator's.
 SIDE_CASES = {
@@ -339,7 +339,7 @@ def bench_side_case(case: str, shape: str, batch: int, repeats: int, warmup: int
     steps (``peak_mb``, CPU; from the resident size after one grouping call, :func:`_warm_grouping`, with the peak
     reset there on Linux). A reference forward is first checked to equal pcpeft's (eval mode, 1e-4). Call in a
     fresh process: the allocator tuning is process-wide."""
-    from .bench_reference import reference_dapt, reference_point_mae
+    from .reference import reference_dapt, reference_point_mae
 
     method, kind, impl, bf16, tuned = SIDE_CASES[case]
     if tuned:

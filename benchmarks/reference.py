@@ -13,9 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .ops.fps import fps_torch
-from .ops.grouping import gather_points
-from .ops.knn import knn_torch
+from pcpeft.ops.fps import fps_torch
+from pcpeft.ops.grouping import gather_points
+from pcpeft.ops.knn import knn_torch
 
 
 def reference_encoder(encoder: nn.Module, neighbourhoods: torch.Tensor) -> torch.Tensor:
@@ -91,7 +91,7 @@ def _conv_bn_stack(p: dict, name: str, layers: nn.Sequential, x: torch.Tensor, t
 
 def official_tensors(peft_model) -> dict[str, torch.Tensor]:
     """The PeftModel's parameters (autograd-live) and buffers under the official code's key names."""
-    from .peft.official import official_key_map
+    from pcpeft.peft.official import official_key_map
 
     mapping = official_key_map(peft_model)
     named = dict(peft_model.named_buffers())
