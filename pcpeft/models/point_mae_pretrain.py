@@ -10,6 +10,9 @@ distance both ways, as Point-MAE's ChamferDistanceL2).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Optional
+
 import torch
 from torch import nn
 
@@ -93,12 +96,29 @@ class PointMAEPretrainModel(nn.Module):
         return chamfer_l2(pred, target)
 
 
+@dataclass
+class PointMAEPretrainConfig:
+    """Point-MAE's masked autoencoder: the encoder (as the fine-tuning backbones'), the mask ratio and the decoder
+    (its head count the encoder's unless ``decoder_num_heads`` is set)."""
+
+    trans_dim: int = 384
+    depth: int = 12
+    num_heads: int = 6
+    num_group: int = 64
+    group_size: int = 32
+    drop_path_rate: float = 0.1
+    mask_ratio: float = 0.6
+    decoder_depth: int = 4
+    decoder_num_heads: Optional[int] = None
+
+
 @register_model("point_mae_pretrain")
-def point_mae_pretrain(trans_dim: int = 384, depth: int = 12, num_heads: int = 6, num_group: int = 64,
-                       group_size: int = 32, drop_path_rate: float = 0.1, mask_ratio: float = 0.6, decoder_depth: int = 4,
-                       decoder_num_heads: int | None = None) -> PointMAEPretrainModel:
-    """Point-MAE's masked autoencoder for pre-training (``forward(points)`` -> the Chamfer-L2 loss); the decoder
-    has the encoder's head count unless ``decoder_num_heads`` says otherwise. Its ``MAE_encoder.*`` tensors are
-    what the fine-tuning backbones load."""
-    return PointMAEPretrainModel(trans_dim, depth, num_heads, num_group, group_size, mask_ratio, decoder_depth,
-                                 decoder_num_heads or num_heads, drop_path_rate)
+def point_mae_pretrain(**overrides) -> PointMAEPretrainModel:
+    """Point-MAE's masked autoencoder for pre-training (``forward(points)`` -> the Chamfer-L2 loss). Its
+    ``MAE_encoder.*`` tensors are what the fine-tuning backbones load."""
+    c = PointMAEPretrainConfig(**overrides)
+    return PointMAEPretrainModel(c.trans_dim, c.depth, c.num_heads, c.num_group, c.group_size, c.mask_ratio,
+                                 c.decoder_depth, c.decoder_num_heads or c.num_heads, c.drop_path_rate)
+
+
+point_mae_pretrain.config_class = PointMAEPretrainConfig
