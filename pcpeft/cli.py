@@ -4,7 +4,8 @@
 a missing file or data set, a bad config key or value, an unknown method or model, a checkpoint that does not
 fit, bad point files, a full disk) prints one ``error: ...`` message and exits with status 2. ``--debug`` (or the
 environment variable ``PCPEFT_DEBUG=1``) shows the full traceback instead. Any other exception is a bug and keeps
-its traceback. Ctrl-C exits with status 130 and one line. Before ``main`` runs, the CPU allocator is tuned for the large,
+its traceback. Ctrl-C exits with status 130 and one line. Before ``main`` runs, the CPU allocator is tuned for the
+large,
 repeated tensor allocations of training and inference (:mod:`pcpeft._allocator`).
 """
 from __future__ import annotations

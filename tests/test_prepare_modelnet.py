@@ -39,7 +39,8 @@ def test_read_off_errors_name_the_file(tmp_path):
         read_off(ply)
 
 
-@pytest.mark.parametrize("name", ["loose/chair_0059.off", "loose/toilet_0001.off", "ModelNet40/desk/train/desk_0001.off"])
+@pytest.mark.parametrize("name", ["loose/chair_0059.off", "loose/toilet_0001.off",
+                                  "ModelNet40/desk/train/desk_0001.off"])
 def test_samples_lie_on_the_mesh_surface_with_unit_normals(meshes, name):
     vertices, faces = read_off(meshes / name)
     points, normals, tri = sample_surface(vertices, faces, 5000, np.random.default_rng(0))

@@ -296,7 +296,8 @@ def test_pretrain_tool_resumes(tmp_path, demo_root):
     first = tool(TOOLS / "pretrain.py", "--config", recipe, "--out_dir", tmp_path / "p", "--no_progress",
                  "--opts", "scheduler.epochs=1")
     assert first.returncode == 0, first.stderr[-2000:]
-    assert_user_error(tool(TOOLS / "pretrain.py", "--config", recipe, "--out_dir", tmp_path / "p"), "already holds a run")
+    assert_user_error(tool(TOOLS / "pretrain.py", "--config", recipe, "--out_dir", tmp_path / "p"),
+                      "already holds a run")
     again = tool(TOOLS / "pretrain.py", "--config", recipe, "--out_dir", tmp_path / "p", "--resume", "--no_progress")
     assert again.returncode == 0, again.stderr[-2000:]
     assert load_training_state(tmp_path / "p/ckpt-last.pth")["epoch"] == 1

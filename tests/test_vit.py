@@ -91,8 +91,10 @@ def to_jax_npz(state, path, heads, extra=True):
             a[f"{mha}{name}/bias"] = b[j * dim:(j + 1) * dim].reshape(heads, hd)
         a[mha + "out/kernel"] = state[s + "attn.proj.weight"].t().reshape(heads, hd, dim)
         a[mha + "out/bias"] = state[s + "attn.proj.bias"]
-        a[p + "MlpBlock_3/Dense_0/kernel"], a[p + "MlpBlock_3/Dense_0/bias"] = state[s + "mlp.fc1.weight"].t(), state[s + "mlp.fc1.bias"]
-        a[p + "MlpBlock_3/Dense_1/kernel"], a[p + "MlpBlock_3/Dense_1/bias"] = state[s + "mlp.fc2.weight"].t(), state[s + "mlp.fc2.bias"]
+        a[p + "MlpBlock_3/Dense_0/kernel"] = state[s + "mlp.fc1.weight"].t()
+        a[p + "MlpBlock_3/Dense_0/bias"] = state[s + "mlp.fc1.bias"]
+        a[p + "MlpBlock_3/Dense_1/kernel"] = state[s + "mlp.fc2.weight"].t()
+        a[p + "MlpBlock_3/Dense_1/bias"] = state[s + "mlp.fc2.bias"]
     if extra:
         a["pre_logits/kernel"], a["pre_logits/bias"] = torch.zeros(dim, dim), torch.zeros(dim)
     np.savez(path, **{k: v.numpy() for k, v in a.items()})

@@ -208,7 +208,8 @@ import numpy as np
 from pcpeft import viz
 from pcpeft.viz import window
 points = np.random.default_rng(0).normal(size=(3000, 3))
-panels = [viz.cloud_panel(points, "height", None, "a", 4.0), viz.cloud_panel(points * [1, 2, 1], "height", None, "b", 4.0)]
+panels = [viz.cloud_panel(points, "height", None, "a", 4.0),
+          viz.cloud_panel(points * [1, 2, 1], "height", None, "b", 4.0)]
 frame = window.show_panels(panels, "test", (320, 240), viz.View(), columns=2, seconds=1.0)
 print("FRAME", frame.shape, float((frame < 0.98).any(-1).mean()))
 """

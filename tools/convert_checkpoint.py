@@ -1,4 +1,5 @@
-"""`python tools/convert_checkpoint.py ARGS` is `pcpeft convert ARGS`: see `pcpeft convert --help`. For running from a checkout."""
+"""`python tools/convert_checkpoint.py ARGS` is `pcpeft convert ARGS`:
+see `pcpeft convert --help`. For running from a checkout."""
 from pcpeft.commands import tool_main
 
 if __name__ == "__main__":

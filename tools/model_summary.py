@@ -1,4 +1,5 @@
-"""`python tools/model_summary.py ARGS` is `pcpeft summary ARGS`: see `pcpeft summary --help`. For running from a checkout."""
+"""`python tools/model_summary.py ARGS` is `pcpeft summary ARGS`:
+see `pcpeft summary --help`. For running from a checkout."""
 from pcpeft.commands import tool_main
 
 if __name__ == "__main__":

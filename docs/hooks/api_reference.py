@@ -155,7 +155,8 @@ def signature(name: str, obj) -> str:
         if p.default is not p.empty:
             text += (" = " if p.annotation is not p.empty else "=") + repr(p.default)
         parts.append(text)
-        if p.kind is p.POSITIONAL_ONLY and (index + 1 == len(params) or params[index + 1].kind is not p.POSITIONAL_ONLY):
+        last_positional = index + 1 == len(params) or params[index + 1].kind is not p.POSITIONAL_ONLY
+        if p.kind is p.POSITIONAL_ONLY and last_positional:
             parts.append("/")
     result = f"{name}({', '.join(parts)})"
     if sig.return_annotation is not sig.empty:
@@ -206,7 +207,8 @@ def class_members(cls) -> list[tuple[str, object]]:
 
 def render_class(qualified: str, cls) -> str:
     bases = [b.__name__ for b in cls.__bases__ if b is not object]
-    parts = [f"```python\nclass {qualified}({', '.join(bases)})\n```" if bases else f"```python\nclass {qualified}\n```",
+    header = f"class {qualified}({', '.join(bases)})" if bases else f"class {qualified}"
+    parts = [f"```python\n{header}\n```",
              docstring_markdown(cls.__doc__)]
     if dataclasses.is_dataclass(cls):
         rows = ["| field | type | default |", "| --- | --- | --- |"]

@@ -171,10 +171,10 @@ def monitor(rng):
 
 
 def bed(rng):
-    w, l = rng.uniform(1.2, 1.8), rng.uniform(1.9, 2.2)
-    return [("box", dict(center=(0, 0.3, 0), size=(w, 0.3, l))),
-            ("box", dict(center=(0, 0.55, -l / 2), size=(w, rng.uniform(0.6, 1.0), 0.08))),
-            ("box", dict(center=(0, 0.5, -l / 2 + 0.25), size=(w * 0.6, 0.1, 0.3)))]
+    w, length = rng.uniform(1.2, 1.8), rng.uniform(1.9, 2.2)
+    return [("box", dict(center=(0, 0.3, 0), size=(w, 0.3, length))),
+            ("box", dict(center=(0, 0.55, -length / 2), size=(w, rng.uniform(0.6, 1.0), 0.08))),
+            ("box", dict(center=(0, 0.5, -length / 2 + 0.25), size=(w * 0.6, 0.1, 0.3)))]
 
 
 def sofa(rng):

@@ -61,7 +61,8 @@ def select_precision(device: torch.device | str, amp: bool, amp_cpu: bool) -> Pr
     device = torch.device(device)
     if device.type == "cuda":
         if amp:
-            return Precision("cuda", True, torch.float16, "train.amp on CUDA: fp16 autocast with a gradient scaler (the "
+            return Precision("cuda", True, torch.float16,
+                             "train.amp on CUDA: fp16 autocast with a gradient scaler (the "
                                                           "reference repositories train in fp32: --opts "
                                                           "train.amp=false matches them)")
         return Precision("cuda", False, torch.float32, "train.amp is off")

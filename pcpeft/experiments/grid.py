@@ -16,7 +16,8 @@ file with the same content::
     ckpts: pretrain.pth                      # the pre-trained file of every trial (an axis may vary it)
     resources: {cpu: 1, gpu: 0}              # what each trial asks Ray for
 
-Axes are ``peft`` (``ssf+smoa`` composes), ``seed``, ``recipe``, ``ckpts``, ``model`` (``model.name``) or any dotted recipe key. A trial's
+Axes are ``peft`` (``ssf+smoa`` composes), ``seed``, ``recipe``, ``ckpts``, ``model`` (``model.name``) or any
+dotted recipe key. A trial's
 folder is ``OUT/<recipe>/<axis=value,...>``, the recipe's part named as ``pcpeft train`` names it below
 ``experiments/``.
 """

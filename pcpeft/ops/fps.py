@@ -172,7 +172,8 @@ _BACKENDS = {"torch": fps_torch, "fpsample": fps_fpsample, "numba": fps_numba, "
 _MEASURED: dict[tuple[str, int, int, int], str] = {}
 
 
-def measured_fastest(candidates: dict[str, Callable[[], torch.Tensor]], cache: dict, key: tuple) -> tuple[str, torch.Tensor | None]:
+def measured_fastest(candidates: dict[str, Callable[[], torch.Tensor]], cache: dict,
+                     key: tuple) -> tuple[str, torch.Tensor | None]:
     """The fastest of ``candidates`` (name -> call) from one warm-up and one timed call each, cached under ``key``.
 
     Returns the name and, when it measured now, the winner's result (every candidate computes the same thing),

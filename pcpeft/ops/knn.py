@@ -36,7 +36,8 @@ def available_knn_backends(device: torch.device | str = "cpu") -> list[str]:
 
 
 def _check(points: torch.Tensor, queries: torch.Tensor, k: int) -> None:
-    if points.dim() != 3 or queries.dim() != 3 or points.shape[0] != queries.shape[0] or points.shape[-1] != queries.shape[-1]:
+    if (points.dim() != 3 or queries.dim() != 3 or points.shape[0] != queries.shape[0]
+            or points.shape[-1] != queries.shape[-1]):
         raise ValueError(
             f"knn expects points (B, N, D) and queries (B, G, D); got {tuple(points.shape)} and {tuple(queries.shape)}"
         )

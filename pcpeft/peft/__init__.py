@@ -37,7 +37,8 @@ def resolve_configs(spec: PeftSpec) -> list[PeftConfig]:
             return PRESETS[spec]()
         if spec in list_methods():
             return [config_from_dict({"method": spec})]
-        raise PeftError(f"unknown PEFT method or preset {spec!r}; methods: {list_methods()}, presets: {sorted(PRESETS)}")
+        raise PeftError(f"unknown PEFT method or preset {spec!r}; methods: {list_methods()}, "
+                        f"presets: {sorted(PRESETS)}")
     configs: list[PeftConfig] = []
     for item in spec:
         configs += resolve_configs(item)

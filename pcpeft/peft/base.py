@@ -21,7 +21,6 @@ import torch
 from torch import nn
 
 from ..errors import UserError
-from ..models.checkpoints import CheckpointError
 
 _METHODS: dict[str, type["PeftConfig"]] = {}
 
@@ -210,7 +209,7 @@ class PeftModel(nn.Module):
         backbone_loss = getattr(self.base_model, "auxiliary_loss", None)
         if backbone_loss is not None:
             losses.append(self.base_model.aux_loss_weight * backbone_loss())
-        losses = [l for l in losses if l is not None]
+        losses = [loss for loss in losses if loss is not None]
         if not losses:
             return torch.zeros((), device=next(self.parameters()).device)
         return torch.stack(losses).sum()

@@ -14,6 +14,7 @@ from .renderers import (CloudPanel, MatplotlibRenderer, Open3DRenderer, PointLay
 
 __all__ = ["CloudFile", "CloudPanel", "Framing", "MatplotlibRenderer", "Open3DRenderer", "PointLayer", "View",
            "choose_renderer", "cloud_panel", "distinct_colors", "expert_choices", "fps_index", "gallery_panels",
-           "groups_panel", "load_cloud", "parts_panels", "open3d_status", "point_colors", "pooled_features", "project", "read_cloud",
+           "groups_panel", "load_cloud", "parts_panels", "open3d_status", "point_colors", "pooled_features", "project",
+           "read_cloud",
            "read_scalars", "render_cloud", "render_curves", "render_gallery", "render_groups", "render_panels",
            "render_routing", "render_tsne", "routing_panels"]
