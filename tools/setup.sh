@@ -10,6 +10,8 @@
 #   xvfb                            a virtual display: `xvfb-run python tools/visualize.py ... --interactive` on a
 #                                   headless machine, and the test of the interactive window
 # Without them everything works; pictures are drawn with matplotlib instead of Open3D (the tools say so).
+#   chromium, chromium-driver       a headless browser for the test of `pcpeft report`'s pages (Debian's names;
+#                                   installed apart, where apt has them; without them that test skips)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,6 +38,16 @@ if ((${#missing[@]})); then
            DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null; }; then
       echo "setup: apt-get could not install ${missing[*]}: pictures will use matplotlib"
     fi
+  fi
+fi
+if [ "$sudo_cmd" != "none" ] && command -v apt-get >/dev/null 2>&1 && ! command -v chromedriver >/dev/null 2>&1; then
+  if { apt-cache show chromium-driver >/dev/null 2>&1 || $sudo_cmd apt-get update -qq; } &&
+     apt-cache show chromium chromium-driver >/dev/null 2>&1; then
+    echo "setup: installing system packages: chromium chromium-driver"
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq chromium chromium-driver >/dev/null ||
+      echo "setup: apt-get could not install chromium chromium-driver: the report's browser test will skip"
+  else
+    echo "setup: apt has no chromium / chromium-driver here: the report's browser test will skip"
   fi
 fi
 

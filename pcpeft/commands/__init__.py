@@ -21,7 +21,7 @@ COMMANDS: dict[str, str] = {
     "train": "train", "test": "evaluate", "predict": "predict", "export": "export", "pretrain": "pretrain",
     "demo": "demo", "viz": "viz", "bench": "bench", "convert": "convert", "prepare": "prepare",
     "compare": "compare", "sweep": "sweep", "table": "table", "list": "listing", "recipe": "recipe",
-    "summary": "summary", "params": "params",
+    "summary": "summary", "params": "params", "report": "report",
 }
 
 DESCRIPTION = """pcpeft: parameter-efficient fine-tuning of point cloud transformers.

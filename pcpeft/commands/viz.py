@@ -80,6 +80,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                          help="who draws 3-D pictures")
     picture.add_argument("--interactive", action="store_true", help="also open an Open3D window (needs a display)")
     picture.add_argument("--window_seconds", type=float, default=None, help="close the window after this long")
+    picture.add_argument("--html", action="store_true", help="cloud, groups, routing: also write the same view in "
+                         "interactive 3-D beside the PNG (OUT with .html; one self-contained file, WebGL)")
     add_out(parser, "PNG to write", required=True)
 
 
@@ -93,6 +95,8 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise UsageError("viz curves needs --run RUN (a run folder: TensorBoard events or results.json)")
     if args.what == "curves":
         check_curves_source(args.run, args.tags)
+    if args.html and args.what not in ("cloud", "groups", "routing"):
+        raise UsageError(f"--html: viz {args.what} has no 3-D view; --html goes with cloud, groups and routing")
     if args.what in ("cloud", "groups", "routing") and not (args.file or args.run or args.config):
         raise UsageError(f"viz {args.what} needs a cloud FILE, or --config/--run with --index")
 
@@ -256,6 +260,10 @@ def run(args: argparse.Namespace) -> int:
             columns = args.columns
         viz.render_panels(panels, args.out, size, columns, renderer, view)
     print(f"wrote {args.out}")
+    if args.html:
+        from ..report import write_panels_page
+
+        print(f"wrote {write_panels_page(panels or [], args.out, args.what, view)}")
     if args.interactive:
         reason = window.interactive_unavailable_reason()
         if reason:

@@ -161,9 +161,10 @@ def load_run(run_dir: str | os.PathLike, backbone: str | os.PathLike | None = No
     else:
         model = get_peft_model(net, configs)
         restore_model_payload(model, state, ckpt)
-    names = record.get("class_names") or [str(i) for i in range(settings.num_classes)]
-    if len(names) != settings.num_classes:
-        raise RunLoadError(f"{run_dir / 'config.yaml'}: {len(names)} class names for {settings.num_classes} classes")
+    count = net.num_categories if settings.task == "partseg" else settings.num_classes  # partseg: its categories
+    names = record.get("class_names") or [str(i) for i in range(count)]
+    if len(names) != count:
+        raise RunLoadError(f"{run_dir / 'config.yaml'}: {len(names)} class names for {count} classes")
     model.class_names = tuple(names)
     model.run_config = config
     model.run_dir = run_dir
