@@ -1,4 +1,5 @@
-"""Reading point cloud files (used by the data sets and by the pictures): .txt/.xyz, .npy, .off (surface-sampled), .ply and .pcd in every encoding.
+"""Reading point cloud files (used by the data sets and by the pictures): .txt/.xyz, .npy, .off (surface-sampled),
+.ply and .pcd in every encoding.
 
 PLY: ``ascii``, ``binary_little_endian`` and ``binary_big_endian``; the vertex element may follow other elements
 (faces before vertices are skipped, lists included). PCD (v0.5-0.7): ``ascii``, ``binary`` and
