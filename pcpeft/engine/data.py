@@ -14,11 +14,11 @@ from ..datasets.demo_shapes import ensure_demo_dataset
 from .config import ConfigError
 
 DATASETS = ("ScanObjectNN", "ModelNet40", "ModelNetFewShot", "SyntheticDemo", "Digits", "ImageFolder", "VTAB",
-            "PointCloudFolder", "ShapeNetPart", "SyntheticParts")
-IMAGE_DATASETS = ("Digits", "ImageFolder", "VTAB")
+            "GeneratedImages", "PointCloudFolder", "ShapeNetPart", "SyntheticParts")
+IMAGE_DATASETS = ("Digits", "ImageFolder", "VTAB", "GeneratedImages")
 #: part-segmentation data sets (items: points, category, part labels)
 PART_DATASETS = ("ShapeNetPart", "SyntheticParts")
-SYNTHETIC_DATASETS = ("SyntheticDemo", "SyntheticParts")
+SYNTHETIC_DATASETS = ("SyntheticDemo", "SyntheticParts", "GeneratedImages")
 
 
 def build_dataset(spec: dict, subset: str, seed: int | None = None) -> Dataset:
@@ -133,6 +133,8 @@ def _image_dataset(name: str, spec: dict, subset: str) -> Dataset:
     size = spec.get("img_size", 224)
     if name == "Digits":
         return Digits(subset, size)
+    if name == "GeneratedImages":
+        return generated_images(spec, subset)
     norm = {"mean": tuple(spec.get("mean", IMAGENET_MEAN)), "std": tuple(spec.get("std", IMAGENET_STD))}
     if spec.get("root") is None:
         raise ConfigError("dataset.root is not set")
@@ -140,6 +142,19 @@ def _image_dataset(name: str, spec: dict, subset: str) -> Dataset:
         return image_folder(Path(spec["root"]) / subset, size, **norm)
     lists = {"train": spec.get("train_list", "train800val200.txt"), "test": spec.get("test_list", "test.txt")}
     return vtab_list(spec["root"], lists[subset], size, **norm)
+
+
+GENERATED_OPTIONS = ("num_classes", "train_per_class", "test_per_class", "generator_seed", "raw_size")
+
+
+def generated_images(spec: dict, subset: str) -> Dataset:
+    """A ``GeneratedImages`` split (procedural glyphs, generated in memory) from the recipe's dataset section;
+    ``mean`` / ``std`` default to 0.5 as for Digits."""
+    from ..datasets.generated_images import GeneratedImages
+
+    norm = {key: tuple(spec[key]) for key in ("mean", "std") if spec.get(key) is not None}
+    options = {key: spec[key] for key in GENERATED_OPTIONS if spec.get(key) is not None}
+    return GeneratedImages(subset, spec.get("img_size", 224), **options, **norm)
 
 
 def is_image_config(config: dict) -> bool:

@@ -152,9 +152,28 @@ class VTABSettings(ImageDataset):
     test_list: str = "test.txt"
 
 
+class HeldOutImageDataset(ImageDataset):
+    """An image set held in memory with its labels, from whose training split a validation split can be carved."""
+
+    val_fraction: float = Field(0.0, ge=0, lt=1, description="share of each training class held out for validation")
+    val_seed: int = Field(0, description="which samples the validation split holds")
+
+
+class GeneratedImagesSettings(HeldOutImageDataset):
+    """The procedural glyph set (pcpeft.datasets.generated_images), generated in memory from ``generator_seed``;
+    normalised with 0.5 / 0.5 unless ``mean`` / ``std`` are set."""
+
+    num_classes: int = Field(100, ge=2, description="glyph classes (the model's num_classes must match)")
+    train_per_class: int = Field(250, ge=1)
+    test_per_class: int = Field(20, ge=1)
+    generator_seed: int = Field(0, description="which glyphs and which samples of them")
+    raw_size: int = Field(8, ge=2, description="side of the ink-coverage map, resized to img_size")
+
+
 DATASET_SECTIONS: dict[str, type[Section]] = {
     "ScanObjectNN": ScanObjectNNSettings, "ModelNet40": ModelNet40Settings, "ModelNetFewShot": ModelNetFewShotSettings,
-    "SyntheticDemo": SyntheticDemoSettings, "Digits": ImageDataset, "ImageFolder": ImageDataset, "VTAB": VTABSettings,
+    "SyntheticDemo": SyntheticDemoSettings, "Digits": HeldOutImageDataset, "ImageFolder": ImageDataset,
+    "VTAB": VTABSettings, "GeneratedImages": GeneratedImagesSettings,
     "PointCloudFolder": PointCloudFolderSettings, "ShapeNetPart": ShapeNetPartSettings,
     "SyntheticParts": SyntheticPartsSettings,
 }
@@ -211,7 +230,7 @@ class Settings:
 
     @property
     def val_fraction(self) -> float:
-        """Share of each training class held out for validation (0: none; image data sets have none)."""
+        """Share of each training class held out for validation (0: none; ImageFolder and VTAB have none)."""
         return getattr(self.dataset, "val_fraction", 0.0)
 
     @property
@@ -228,6 +247,18 @@ def _section_fields(section: type[BaseModel] | None) -> list[str]:
     return list(section.model_fields) if section is not None else []
 
 
+def _short(value: Any) -> str:
+    """``repr(value)`` cut to a line: a recipe value may be a list of thousands of entries."""
+    import reprlib
+
+    short = reprlib.Repr()
+    short.maxstring = short.maxother = 80
+    try:
+        return short.repr(value)
+    except ValueError:  # an integer too long to print
+        return "<a number too long to print>"
+
+
 def _format_errors(err: ValidationError, source: str, root: type[BaseModel], prefix: str = "") -> ConfigError:
     lines = []
     for item in err.errors():
@@ -242,8 +273,7 @@ def _format_errors(err: ValidationError, source: str, root: type[BaseModel], pre
             valid = ", ".join(_section_fields(owner))
             lines.append(f"unknown key {dotted!r}{hint}; valid keys here: {valid}")
         else:
-            value = item.get("input")
-            lines.append(f"{dotted} = {value!r}: {item['msg']}")
+            lines.append(f"{dotted} = {_short(item.get('input'))}: {item['msg']}")
     return ConfigError(f"{source}: invalid recipe:\n  " + "\n  ".join(lines) if len(lines) > 1
                        else f"{source}: invalid recipe: {lines[0]}")
 
@@ -301,7 +331,7 @@ def _validate_dataset(spec: Any, source: str) -> Section:
     if not isinstance(spec, dict):
         raise ConfigError(f"{source}: invalid recipe: 'dataset' must be a section (a mapping), found {spec!r}")
     name = spec.get("name")
-    if name not in DATASET_SECTIONS:
+    if not isinstance(name, str) or name not in DATASET_SECTIONS:
         raise ConfigError(f"{source}: invalid recipe: dataset.name {name!r} is not a data set"
                           f"{_closest(str(name), DATASET_SECTIONS)}; available: {', '.join(DATASET_SECTIONS)}")
     section = DATASET_SECTIONS[name]
@@ -323,7 +353,8 @@ def _with_folder_classes(config: dict) -> tuple[dict, bool]:
 
     from ..datasets.point_folder import class_names
 
-    if not Path(dataset["root"]).is_dir():
+    root = dataset["root"]
+    if not isinstance(root, str) or "\0" in root or not Path(root).is_dir():  # the dataset check names a bad root
         return config, True
     return {**config, "model": {**model, "num_classes": len(class_names(dataset["root"]))}}, False
 

@@ -19,8 +19,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .checkpoints import register_absent_by_design
 from .registry import register_model
 from .transformer import BlockStack
+
+#: a timm-layout file without ``head.*`` holds a backbone only (pcpeft/assets/demo_vit.safetensors, timm's
+#: ``num_classes=0`` exports): the head is trained from scratch
+register_absent_by_design("timm_backbone", {"head.": "classification head, trained from scratch when fine-tuning"})
 
 
 @dataclass
@@ -157,7 +162,7 @@ class VisionTransformer(nn.Module):
         if any(k.startswith("Transformer/") for k in state):
             layout, state, dropped = "vit_jax_npz", *_map_jax_vit(state, len(self.blocks))
         else:
-            layout = "timm"
+            layout = "timm" if any(k.startswith("head.") for k in state) else "timm_backbone"
         if "pos_embed" in state and state["pos_embed"].shape != self.pos_embed.shape:
             state = dict(state)
             state["pos_embed"] = resample_pos_embed(state["pos_embed"], self.patch_embed.grid)
