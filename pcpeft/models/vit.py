@@ -194,14 +194,16 @@ def _map_jax_vit(w: dict, depth: int) -> tuple[dict[str, torch.Tensor], dict[str
     for i in range(depth):
         p = f"Transformer/encoderblock_{i}/"
         mha = p + "MultiHeadDotProductAttention_1/"
-        out[f"blocks.{i}.norm1.weight"], out[f"blocks.{i}.norm1.bias"] = take(p + "LayerNorm_0/scale"), take(p + "LayerNorm_0/bias")
+        out[f"blocks.{i}.norm1.weight"] = take(p + "LayerNorm_0/scale")
+        out[f"blocks.{i}.norm1.bias"] = take(p + "LayerNorm_0/bias")
         out[f"blocks.{i}.attn.qkv.weight"] = torch.cat([take(f"{mha}{n}/kernel").flatten(1).t()
                                                         for n in ("query", "key", "value")])
         out[f"blocks.{i}.attn.qkv.bias"] = torch.cat([take(f"{mha}{n}/bias").reshape(-1)
                                                       for n in ("query", "key", "value")])
         out[f"blocks.{i}.attn.proj.weight"] = take(mha + "out/kernel").permute(2, 0, 1).flatten(1)
         out[f"blocks.{i}.attn.proj.bias"] = take(mha + "out/bias")
-        out[f"blocks.{i}.norm2.weight"], out[f"blocks.{i}.norm2.bias"] = take(p + "LayerNorm_2/scale"), take(p + "LayerNorm_2/bias")
+        out[f"blocks.{i}.norm2.weight"] = take(p + "LayerNorm_2/scale")
+        out[f"blocks.{i}.norm2.bias"] = take(p + "LayerNorm_2/bias")
         for j, fc in ((0, "fc1"), (1, "fc2")):
             out[f"blocks.{i}.mlp.{fc}.weight"] = take(f"{p}MlpBlock_3/Dense_{j}/kernel").t()
             out[f"blocks.{i}.mlp.{fc}.bias"] = take(f"{p}MlpBlock_3/Dense_{j}/bias")
