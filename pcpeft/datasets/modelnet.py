@@ -148,7 +148,7 @@ class ModelNet40(Dataset):
         if stacked.shape[1] != self.npoints:
             raise DatasetError(f"{cache}: clouds have {stacked.shape[1]} points, the file name says {self.npoints}")
         self.points = stacked
-        self.labels = check_labels(np.concatenate([np.asarray(l).reshape(-1) for l in labels]) if labels
+        self.labels = check_labels(np.concatenate([np.asarray(label).reshape(-1) for label in labels]) if labels
                                    else np.zeros(0), len(stacked), len(self.classes), cache)
 
     def _load_h5(self, num_category: int, allow_resampling: bool) -> None:
