@@ -7,8 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..engine.config import apply_overrides, load_config, read_yaml
+import yaml
+
+from ..engine.config import ConfigError, apply_overrides, load_config, read_yaml
 from ..engine.recipe_files import resolve_recipe
+from ..errors import UserError
 
 LOG = logging.getLogger("pcpeft")
 
@@ -29,6 +32,19 @@ def read_yaml_mapping(path: Path) -> Any:
     return read_yaml(path)
 
 
+def _translated(path: Path, raw: dict, translate: Any) -> Any:
+    """``translate(path, raw)``; an official base file it reads (``dataset.train._base_``) that is not text, nests
+    too deeply or holds a value YAML cannot build is a :class:`ConfigError` naming the recipe."""
+    try:
+        return translate(path, raw)
+    except UserError:
+        raise
+    except (ValueError, RecursionError, yaml.YAMLError) as err:  # UnicodeDecodeError is a ValueError
+        detail = (str(err).splitlines() or [""])[0][:200]
+        raise ConfigError(f"{path}: dataset.train._base_: the official data-set file it names cannot be read "
+                          f"({type(err).__name__}: {detail})") from None
+
+
 def load_recipe(name: str | Path, overrides: Sequence[str] = ()) -> LoadedRecipe:
     """Resolve ``name`` (:func:`resolve_recipe`), read it (translating an official recipe, whose decisions and
     unmapped keys are logged), and apply ``overrides``."""
@@ -37,7 +53,7 @@ def load_recipe(name: str | Path, overrides: Sequence[str] = ()) -> LoadedRecipe
     from ..engine.official_recipes import is_official_recipe, translate_official_recipe
 
     if isinstance(raw, dict) and is_official_recipe(raw):
-        translation = translate_official_recipe(path, raw)
+        translation = _translated(path, raw, translate_official_recipe)
         LOG.info(f"{path}: an official repository's recipe, translated (`pcpeft recipe {path}` prints it)")
         for decision in translation.decisions:
             LOG.info(f"  decided: {decision}")

@@ -41,7 +41,11 @@ def normalize_unit_sphere(points: np.ndarray) -> np.ndarray:
 
 
 def _read_lines(path: Path, what: str) -> list[str]:
-    return [line.strip() for line in require_file(path, what).read_text().splitlines() if line.strip()]
+    try:
+        text = require_file(path, what).read_text()
+    except UnicodeDecodeError:
+        raise DatasetError(f"{path}: not a text file (not UTF-8)") from None
+    return [line.strip() for line in text.splitlines() if line.strip()]
 
 
 def read_resampled_shape(path: Path) -> np.ndarray:
@@ -92,17 +96,65 @@ def build_fps_cache(root: Path, subset: str, npoints: int, num_category: int = 4
     return points, labels
 
 
-def read_fps_cache(path: Path) -> tuple[list[np.ndarray], list[np.ndarray]]:
+#: the arrays of a pickle may hold at most one value per byte of the file, plus this many (a genuine cache stores
+#: every value in at least one byte; references to one array repeated many times would stack to far more)
+VALUE_SLACK = 1 << 16
+
+
+def _load_pickle(path: Path, what: str) -> object:
+    """The allow-listed unpickling of ``path``; any failure but a refused name is a :class:`DatasetError`."""
     try:
-        content = safe_pickle_load(path)
+        return safe_pickle_load(path)
     except RefusedPickleError:
         raise
-    except Exception as err:  # noqa: BLE001 - any unpickling failure means a bad cache file
-        raise DatasetError(f"{path}: not a readable Point-MAE FPS cache ({type(err).__name__}: {err})") from None
-    if not (isinstance(content, (list, tuple)) and len(content) == 2 and len(content[0]) == len(content[1])):
+    except Exception as err:  # noqa: BLE001 - any unpickling failure means a bad file
+        raise DatasetError(f"{path}: not a readable {what} ({type(err).__name__}: {str(err)[:200]})") from None
+
+
+def _number_array(value: object, path: Path, what: str) -> np.ndarray:
+    """``value`` (a numpy array, numpy scalar or Python number) as an array of numbers; anything else refused."""
+    if isinstance(value, (int, float, np.generic)) and not isinstance(value, (str, bytes)):
+        value = np.asarray(value)
+    if not isinstance(value, np.ndarray):
+        raise DatasetError(f"{path}: {what} is a {type(value).__name__}, not a numpy array")
+    if value.dtype.kind not in "biuf":
+        raise DatasetError(f"{path}: {what} holds values of type {value.dtype}, not numbers")
+    return value
+
+
+def _check_value_count(arrays: list[np.ndarray], path: Path) -> None:
+    """Refuse arrays that hold more values than the file has bytes (before anything stacks or converts them)."""
+    count, size = sum(int(a.size) for a in arrays), path.stat().st_size
+    if count > size + VALUE_SLACK:
+        raise DatasetError(f"{path}: its arrays hold {count:,} values, more than a {size:,}-byte file stores; the "
+                           f"file repeats references to the same arrays, which no genuine data file does")
+
+
+def stack_clouds(clouds: list[np.ndarray], path: Path) -> np.ndarray:
+    """(samples, points, dims) from equally shaped (points, dims) arrays; a :class:`DatasetError` naming the first
+    cloud whose shape differs."""
+    if not clouds:
+        return np.zeros((0, 0, 6), dtype=np.float32)
+    first = clouds[0].shape
+    for index, cloud in enumerate(clouds):
+        if cloud.ndim != 2 or cloud.shape != first:
+            raise DatasetError(f"{path}: cloud {index} has shape {cloud.shape}; every cloud must be (points, dims) "
+                               f"of the same shape as cloud 0 {first}")
+    return np.stack(clouds)
+
+
+def read_fps_cache(path: Path) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """A Point-MAE ``*_fps.dat`` cache: (list of point arrays, list of label arrays), each checked to be numbers."""
+    content = _load_pickle(path, "Point-MAE FPS cache")
+    if not (isinstance(content, (list, tuple)) and len(content) == 2
+            and all(isinstance(part, (list, tuple, np.ndarray)) for part in content)
+            and len(content[0]) == len(content[1])):
         raise DatasetError(f"{path}: expected a pickle of [list of point arrays, list of label arrays] "
                            f"of equal length")
-    return list(content[0]), list(content[1])
+    points = [_number_array(p, path, f"cloud {i}") for i, p in enumerate(content[0])]
+    labels = [_number_array(label, path, f"label {i}") for i, label in enumerate(content[1])]
+    _check_value_count(points + labels, path)
+    return points, labels
 
 
 class ModelNet40(Dataset):
@@ -144,7 +196,7 @@ class ModelNet40(Dataset):
             points, labels = read_fps_cache(cache)
         else:
             points, labels = build_fps_cache(self.root, self.subset, self.npoints, num_category, progress)
-        stacked = check_points(np.stack([np.asarray(p) for p in points]) if points else np.zeros((0, 0, 6)), cache)
+        stacked = check_points(stack_clouds([np.asarray(p) for p in points], cache), cache)
         if stacked.shape[1] != self.npoints:
             raise DatasetError(f"{cache}: clouds have {stacked.shape[1]} points, the file name says {self.npoints}")
         self.points = stacked
@@ -154,10 +206,15 @@ class ModelNet40(Dataset):
     def _load_h5(self, num_category: int, allow_resampling: bool) -> None:
         listing = self.root / f"{self.subset}_files.txt"
         files = [self.root / Path(line).name for line in _read_lines(listing, f"ModelNet40 h5 {self.subset} list")]
+        if not files:
+            raise DatasetError(f"{listing}: lists no h5 files")
         points, labels = [], []
         for path in files:
             arrays = read_h5(path, ("data", "label"), f"ModelNet40 h5 file listed in {listing}")
             pts = check_points(arrays["data"], path)
+            if points and pts.shape[1] != points[0].shape[1]:
+                raise DatasetError(f"{path}: clouds have {pts.shape[1]} points, those of {files[0]} have "
+                                   f"{points[0].shape[1]}; every file must hold clouds of the same size")
             labels.append(check_labels(arrays["label"], len(pts), num_category, path))
             points.append(pts[..., :3])
         self.points = np.concatenate(points)
@@ -196,19 +253,13 @@ class ModelNetFewShot(Dataset):
                  use_normals: bool = False) -> None:
         self.path = Path(root) / f"{way}way_{shot}shot" / f"{fold}.pkl"
         require_file(self.path, f"few-shot ModelNet40 {way}-way {shot}-shot fold {fold}")
-        try:
-            content = safe_pickle_load(self.path)
-        except RefusedPickleError:
-            raise
-        except Exception as err:  # noqa: BLE001
-            raise DatasetError(f"{self.path}: not a readable few-shot pickle ({type(err).__name__}: {err})") from None
+        content = _load_pickle(self.path, "few-shot pickle")
         if not isinstance(content, dict) or subset not in content:
-            keys = sorted(content) if isinstance(content, dict) else type(content).__name__
+            keys = sorted(map(str, content)) if isinstance(content, dict) else type(content).__name__
             raise DatasetError(f"{self.path}: expected a dict with key {subset!r}, found {keys}")
-        items = content[subset]
-        self.points = check_points(np.stack([np.asarray(item[0], dtype=np.float32) for item in items]), self.path)
-        self.labels = check_labels(np.array([int(np.asarray(item[1]).reshape(-1)[0]) for item in items]),
-                                   len(items), way, self.path)
+        clouds, labels = _fewshot_items(content[subset], self.path, subset)
+        self.points = check_points(stack_clouds([c.astype(np.float32) for c in clouds], self.path), self.path)
+        self.labels = check_labels(np.array(labels), len(labels), way, self.path)
         self.use_normals, self.num_classes = use_normals, way
 
     def __len__(self) -> int:
@@ -220,3 +271,21 @@ class ModelNetFewShot(Dataset):
         if not self.use_normals:
             points = points[:, :3]
         return torch.from_numpy(np.ascontiguousarray(points)), int(self.labels[index])
+
+
+def _fewshot_items(items: object, path: Path, subset: str) -> tuple[list[np.ndarray], list[float]]:
+    """(clouds, labels) of a few-shot fold's ``(points, label, _)`` items, each checked before anything stacks."""
+    if not isinstance(items, (list, tuple)) or not items:
+        raise DatasetError(f"{path}: {subset!r} must be a non-empty list of (points, label, _) items, found "
+                           f"{type(items).__name__}{'' if items else ' (empty)'}")
+    clouds, labels = [], []
+    for index, item in enumerate(items):
+        if not isinstance(item, (list, tuple)) or len(item) < 2:
+            raise DatasetError(f"{path}: {subset} item {index} is not a (points, label, _) tuple")
+        clouds.append(_number_array(item[0], path, f"{subset} item {index} points"))
+        label = _number_array(item[1], path, f"{subset} item {index} label").reshape(-1)
+        if label.size == 0:
+            raise DatasetError(f"{path}: {subset} item {index} has an empty label")
+        labels.append(label[0].item())
+    _check_value_count(clouds, path)
+    return clouds, labels

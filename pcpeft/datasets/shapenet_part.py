@@ -74,7 +74,7 @@ def read_categories(root: Path) -> list[tuple[str, str]]:
     if not path.is_file():
         raise _missing(path, "ShapeNetPart category list")
     pairs: list[tuple[str, str]] = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+    for number, line in enumerate(_read_text(path).splitlines(), 1):
         fields = line.split()
         if not fields:
             continue
@@ -91,12 +91,21 @@ def read_categories(root: Path) -> list[tuple[str, str]]:
     return pairs
 
 
+def _read_text(path: Path) -> str:
+    """The text of ``path``; a :class:`DatasetError` naming it when it is not UTF-8 text."""
+    try:
+        return path.read_text()
+    except UnicodeDecodeError:
+        raise DatasetError(f"{path}: not a text file (not UTF-8)") from None
+
+
 def _read_json(path: Path, kind: type, expected: str):
     """The JSON value in ``path``, which must be a ``kind`` (``expected`` says what it should hold)."""
+    text = _read_text(path)
     try:
-        value = json.loads(path.read_text())
-    except ValueError as err:
-        raise DatasetError(f"{path}: not valid JSON ({err})") from None
+        value = json.loads(text)
+    except (ValueError, RecursionError) as err:  # RecursionError: nested deeper than the parser goes
+        raise DatasetError(f"{path}: not valid JSON ({str(err)[:200] or 'nested too deeply'})") from None
     if not isinstance(value, kind):
         raise DatasetError(f"{path}: expected {expected}")
     return value

@@ -20,19 +20,30 @@ The newer backbones (ACT, ReCon, PointGPT-S/B/L) add their own official layouts 
 """
 from __future__ import annotations
 
+import copy
+import itertools
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping, TypeVar
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from ..errors import UserError
 from ..io.safe_pickle import RefusedPickleError
 from ..io.safe_torch import safe_torch_load
 
 WRAPPING_KEYS = ("base_model", "model", "state_dict", "model_state", "model_state_dict", "module")
+#: torch calls a model built from a file's description may take per tensor of the file (building takes about 9),
+#: plus :data:`BUILD_OPS_BASE`: a description of a model far larger than its file is refused before it is built
+BUILD_OPS_PER_TENSOR = 64
+BUILD_OPS_BASE = 4096
+#: the members of an .npz (JAX weights) may inflate to at most this many times the file
+NPZ_EXPANSION = 16
+M = TypeVar("M")
 
 
 class CheckpointError(UserError, RuntimeError):
@@ -77,6 +88,84 @@ def _abbrev(keys: list[str], limit: int = 4) -> str:
     return shown + (f", ... (+{len(keys) - limit})" if len(keys) > limit else "")
 
 
+class BuildBudgetExceeded(Exception):
+    """Building a model from a file's description took more torch calls than the file's tensors can account for."""
+
+
+class _OpBudget(TorchFunctionMode):
+    """Counts torch calls and raises :class:`BuildBudgetExceeded` past ``limit``."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.left = limit
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        self.left -= 1
+        if self.left < 0:
+            raise BuildBudgetExceeded("the description builds a model far larger than the file's tensors")
+        return func(*args, **(kwargs or {}))
+
+
+def build_budget(tensors: int) -> int:
+    """The torch calls a build described by a file holding ``tensors`` tensors may take."""
+    return BUILD_OPS_BASE + BUILD_OPS_PER_TENSOR * tensors
+
+
+def build_on_meta(build: Callable[[], M], max_ops: int) -> M:
+    """``build()`` with every new tensor on the meta device (shapes, no memory) and at most ``max_ops`` torch calls
+    (:class:`BuildBudgetExceeded` past them): what a file describes is checked against the file's tensors before
+    anything of its size is allocated."""
+    with torch.device("meta"), _OpBudget(max_ops):
+        return build()
+
+
+def meta_copy(module: nn.Module) -> nn.Module:
+    """A deep copy of ``module`` whose parameters and buffers are on the meta device (no memory)."""
+    memo: dict[int, object] = {}
+    for tensor in itertools.chain(module.parameters(), module.buffers()):
+        empty = torch.empty_like(tensor, device="meta")
+        memo[id(tensor)] = nn.Parameter(empty, tensor.requires_grad) if isinstance(tensor, nn.Parameter) else empty
+    return copy.deepcopy(module, memo)
+
+
+def same_kind(a: torch.dtype, b: torch.dtype) -> bool:
+    """Whether a tensor of dtype ``a`` loads into one of dtype ``b`` as a value cast (float to float, int to int)."""
+    def kind(dtype: torch.dtype) -> str:
+        return "c" if dtype.is_complex else "f" if dtype.is_floating_point else "b" if dtype == torch.bool else "i"
+
+    return kind(a) == kind(b)
+
+
+def first_line(err: BaseException, limit: int = 200) -> str:
+    """The first line of an error's message (at most ``limit`` characters), or its type's name when empty."""
+    lines = str(err).splitlines()
+    return lines[0][:limit] if lines else type(err).__name__
+
+
+def _check_npz_sizes(path: Path) -> None:
+    """Refuse an ``.npz`` whose members inflate far beyond the file, or whose array headers claim more values than
+    their members hold: numpy allocates what a header claims before it reads the data."""
+    import zipfile
+
+    import numpy as np
+
+    size = path.stat().st_size
+    with zipfile.ZipFile(path) as archive:
+        members = archive.infolist()
+        if sum(m.file_size for m in members) > NPZ_EXPANSION * size + (1 << 20):
+            raise CheckpointError(f"{path}: its members inflate to more than {NPZ_EXPANSION} times the file's "
+                                  f"{size:,} bytes; the file is corrupt")
+        for member in members:
+            with archive.open(member) as handle:
+                version = np.lib.format.read_magic(handle)
+                read = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                    np.lib.format.read_array_header_2_0
+                shape, _, dtype = read(handle)
+            if math.prod(shape) * dtype.itemsize > member.file_size:
+                raise CheckpointError(f"{path}: array {member.filename!r} claims shape {shape} of {dtype}, more "
+                                      f"than its {member.file_size:,} bytes hold; the file is corrupt")
+
+
 def read_checkpoint_file(path: str | os.PathLike, weights_only: bool = True) -> Mapping:
     """Load a ``.pth``/``.pt``/``.bin`` (torch pickle), ``.safetensors`` or ``.npz`` file to a mapping, naming the
     file on error.
@@ -93,10 +182,13 @@ def read_checkpoint_file(path: str | os.PathLike, weights_only: bool = True) -> 
         import numpy as np
 
         try:
+            _check_npz_sizes(path)
             with np.load(path, allow_pickle=False) as arrays:
                 return {k: torch.from_numpy(np.array(arrays[k])) for k in arrays.files}
+        except CheckpointError:
+            raise
         except Exception as err:  # noqa: BLE001 - zip / format errors of every kind
-            raise CheckpointError(f"{path} is not a readable .npz file of arrays ({err})") from None
+            raise CheckpointError(f"{path} is not a readable .npz file of arrays ({first_line(err)})") from None
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
@@ -112,7 +204,7 @@ def read_checkpoint_file(path: str | os.PathLike, weights_only: bool = True) -> 
         raise CheckpointError(str(err)) from None
     except Exception as err:  # torch.load fails in many ways on foreign bytes (IndexError, EOFError, ...)
         raise CheckpointError(f"{path} is not a PyTorch checkpoint, or it is truncated or corrupt "
-                              f"({type(err).__name__}: {str(err).splitlines()[0][:200]})") from None
+                              f"({type(err).__name__}: {first_line(err)})") from None
 
 
 def extract_state_dict(obj: Mapping, path: str = "<memory>") -> dict[str, torch.Tensor]:
@@ -126,7 +218,10 @@ def extract_state_dict(obj: Mapping, path: str = "<memory>") -> dict[str, torch.
         obj = inner
     tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
     if not tensors:
-        raise CheckpointError(f"{path} holds no tensors at its top level (keys: {_abbrev(list(obj))})")
+        raise CheckpointError(f"{path} holds no tensors at its top level (keys: {_abbrev([str(k) for k in obj])})")
+    named = [k for k in tensors if not isinstance(k, str)]
+    if named:
+        raise CheckpointError(f"{path}: tensor key {named[0]!r} is not a string; a state dict names its tensors")
     out = {}
     for key, value in tensors.items():
         key = key.replace("module.", "")
@@ -191,6 +286,12 @@ def _reason_absent(layout: str, key: str) -> str | None:
     return None
 
 
+def _loadable(value: torch.Tensor, own: torch.Tensor) -> bool:
+    """A dense tensor in memory whose dtype casts to the model's without losing its kind (float to float...)."""
+    return (value.layout == torch.strided and value.device.type in ("cpu", own.device.type) and not value.is_quantized
+            and same_kind(value.dtype, own.dtype))
+
+
 def load_state_into(model: nn.Module, state: dict[str, torch.Tensor], layout: str, path: str,
                     dropped: dict[str, list[str]] | None = None, strict: bool = False) -> LoadReport:
     """Copy matching tensors of ``state`` (already in our key names) into ``model`` and report on every key."""
@@ -203,6 +304,9 @@ def load_state_into(model: nn.Module, state: dict[str, torch.Tensor], layout: st
     for key, value in state.items():
         if key not in own:
             report.unexpected.append(key)
+        elif not _loadable(value, own[key]):
+            raise CheckpointError(f"{path}: tensor {key} is a {value.dtype} {value.layout} tensor on {value.device}; "
+                                  f"the model's is a dense {own[key].dtype} tensor, which it does not load into")
         elif tuple(value.shape) != tuple(own[key].shape):
             report.shape_mismatches.append((key, tuple(value.shape), tuple(own[key].shape)))
         else:
