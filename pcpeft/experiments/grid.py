@@ -33,7 +33,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..engine.config import ConfigError
+from ..engine.config import ConfigError, read_yaml
 
 #: axes that are not recipe keys
 SPECIAL_AXES = ("peft", "seed", "recipe", "ckpts", "model")
@@ -114,10 +114,7 @@ def read_sweep_file(path: str | Path) -> SweepSpec:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such sweep file")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML ({err})") from None
+    raw = read_yaml(path)
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a sweep file is a mapping with recipes, axes, opts, select, replicate, resources")
     try:
