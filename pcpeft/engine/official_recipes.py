@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Optional
 
 import yaml
 
-from .config import ConfigError, deep_merge, load_config
+from .config import ConfigError, deep_merge, load_config, read_yaml
 from .recipe_files import RECIPES_DIR, shipped_recipes
 
 if TYPE_CHECKING:
@@ -239,10 +239,7 @@ def _read_official(path: Path, config: dict | None) -> dict:
     if config is None:
         if not path.is_file():
             raise ConfigError(f"official recipe not found: {path}")
-        try:
-            config = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: not valid YAML ({err})") from None
+        config = read_yaml(path)
     if not isinstance(config, dict) or not is_official_recipe(config):
         raise ConfigError(f"{path}: not an official repository's recipe (no model.NAME, no dataset train/val/test "
                           f"sections, no total_bs / max_epoch / npoints)")
@@ -733,9 +730,9 @@ def _find_base_file(base: str, path: Path) -> Path | None:
 def _read_base_file(found: Path, ledger: _Ledger) -> dict:
     """The mapping of an official data-set file; a :class:`ConfigError` naming it when it is not one."""
     try:
-        content = yaml.safe_load(found.read_text())
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{found}: not valid YAML ({err}) (dataset.train._base_ of {ledger.source})") from None
+        content = read_yaml(found)
+    except ConfigError as err:
+        raise ConfigError(f"{err} (dataset.train._base_ of {ledger.source})") from None
     if not isinstance(content, dict):
         raise ConfigError(f"{found}: a data-set file must be a mapping (dataset.train._base_ of {ledger.source})")
     return content
