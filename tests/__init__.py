@@ -1,0 +1,1 @@
+"""pcpeft test suite."""
