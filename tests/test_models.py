@@ -108,3 +108,34 @@ def test_bad_input_shape_is_a_clear_error():
     model = pcpeft.create_model("point_mae", num_classes=3, num_group=8, group_size=4, depth=1).eval()
     with pytest.raises(ValueError, match=r"\(B, N, 3\) \(xyz only\), got \(2, 64, 6\)"):
         model(torch.randn(2, 64, 6))
+
+
+def _layout(model: torch.nn.Module) -> dict[str, tuple[int, ...]]:
+    return {key: tuple(value.shape) for key, value in model.state_dict().items()}
+
+
+@pytest.mark.parametrize("name, options", [
+    ("point_bert", {"encoder_dims": 256, "tokenizer_projection": True, "head": "light",
+                    "checkpoint_layout": "point_bert"}),
+    ("recon", {"global_tokens": ("img", "text"), "block_residual": "normed", "drop_path_rate": 0.2,
+               "checkpoint_layout": "recon"}),
+])
+def test_backbones_differ_only_by_typed_options(name, options):
+    """Point-MAE's builder given another backbone's typed options builds that backbone: the same tensors, the same
+    logits for the same weights, the same official layout family. Nothing depends on the model's name."""
+    small = {"num_classes": 5, "trans_dim": 48, "depth": 2, "num_heads": 4, "num_group": 8, "group_size": 8,
+             "encoder_dims": 32 if name == "point_bert" else 48}
+    named = pcpeft.create_model(name, **small)
+    built = pcpeft.create_model("point_mae", **{**options, **small})
+    assert _layout(built) == _layout(named)
+    built.load_state_dict(named.state_dict())
+    points = torch.randn(2, 64, 3)
+    torch.testing.assert_close(built.eval()(points), named.eval()(points))
+    assert built.config.checkpoint_layout == named.config.checkpoint_layout == options["checkpoint_layout"]
+
+
+def test_created_models_record_their_registered_name_and_task():
+    from pcpeft.models.registry import model_task
+
+    assert pcpeft.create_model("act", num_classes=3, depth=1).registered_name == "act"
+    assert model_task("point_bert_partseg") == "partseg" and model_task("pointgpt_s") == "classification"

@@ -102,6 +102,18 @@ NOTES: dict[str, str] = {
     "PointTransformerConfig.encoder_dims": "tokenizer output width (Point-BERT: 256, then a linear map to "
                                            "`trans_dim`)",
     "PointTransformerConfig.drop_path_rate": "stochastic depth, linearly from 0 to this over the blocks",
+    "PointTransformerConfig.tokenizer_projection": "a linear map from `encoder_dims` to `trans_dim` after the "
+                                                   "tokenizer (Point-BERT)",
+    "PointTransformerConfig.global_tokens": "learned tokens after the cls token that cross-attend the patches "
+                                            "(ReCon: img, text)",
+    "PointTransformerConfig.block_residual": "where each block's residuals start: the input, or the normalised "
+                                             "input (ReCon)",
+    "PointTransformerConfig.head": "classification head: `batchnorm` (Point-MAE's) or `light` (Point-BERT's)",
+    "PointBackboneConfig.checkpoint_layout": "the official file layouts the backbone loads (set by the model name)",
+    "PointPartSegConfig.tokenizer_projection": "a linear map from `encoder_dims` to `trans_dim` after the "
+                                               "tokenizer (Point-BERT)",
+    "PointPartSegConfig.checkpoint_layout": "the official pre-training layouts the network loads (set by the "
+                                            "model name)",
     "PointGPTConfig.decoder_depth": "blocks of the generator (its loss is the auxiliary training loss)",
     "PointPartSegConfig.num_parts": "part labels over all categories",
     "PointPartSegConfig.num_categories": "object categories (one-hot input of the head)",
@@ -131,7 +143,7 @@ NOTES: dict[str, str] = {
     "ViTConfig.drop_rate": "dropout",
     "ViTConfig.drop_path_rate": "stochastic depth, linearly from 0 to this over the blocks",
     "SyntheticPartsSettings.train_split": "`train`: the generated val split chooses the best epoch",
-    "PointGPTConfig.variant": "which PointGPT size (set by the model name)",
+    "PointGPTConfig.tokenizer": "the tokenizer's widths: `small` (Point-MAE's, PointGPT-S) or `large` (B, L)",
     "AdapterConfig.bottleneck": "hidden width of each block's adapter",
     "AdapterConfig.scale": "factor of the adapter's output added to the MLP's",
     "AdapterConfig.activation": "activation inside the adapter",

@@ -106,7 +106,7 @@ def misfit_error(ckpts: str | Path, backbone, report: LoadReport, state: dict[st
     """One line: the file, its first key that does not fit (shapes in file and model), how many more, and the
     recipe keys (``model.depth``, ``model.trans_dim``, ...) to set to the file's values."""
     config = getattr(backbone, "config", None)
-    name = getattr(config, "variant", None) or type(backbone).__name__
+    name = getattr(backbone, "registered_name", None) or type(backbone).__name__
     more = len(report.problems()) - 1
     differs = {key: value for key, value in file_architecture(state, backbone).items()
                if getattr(config, key, value) != value}

@@ -382,11 +382,14 @@ def validate_recipe(config: dict, source: str = "recipe", task: Literal["finetun
 
 
 def _check_task(task: str, model: str, dataset: str | None, source: str) -> None:
-    """A part-segmentation recipe needs a ``*_partseg`` model and a part data set, and only it may use them."""
-    seg_model, seg_data = str(model).endswith("_partseg"), dataset in PART_DATASETS
+    """A part-segmentation recipe needs a part-segmentation model and a part data set, and only it may use them."""
+    from ..models.registry import list_models, model_task
+
+    seg_models = [name for name in list_models() if model_task(name) == "partseg"]
+    seg_model, seg_data = model in seg_models, dataset in PART_DATASETS
     if task == "partseg" and not (seg_model and seg_data):
         raise ConfigError(f"{source}: invalid recipe: task partseg needs a part-segmentation model (model.name "
-                          f"point_mae_partseg, point_bert_partseg or act_partseg; got {model!r}) and a part data set "
+                          f"{', '.join(seg_models)}; got {model!r}) and a part data set "
                           f"({', '.join(PART_DATASETS)}; got {dataset!r})")
     if task == "classification" and (seg_model or seg_data):
         raise ConfigError(f"{source}: invalid recipe: model {model!r} / dataset {dataset!r} are for part "

@@ -8,12 +8,16 @@ import torch
 from torch import nn
 
 from ..ops.fps import FpsBackend
+from .layouts import CheckpointLayout
 from .transformer import BlockStack
 
 
 @dataclass
 class PointBackboneConfig:
-    """The options every point backbone has (each subclass adds ``variant`` and its own)."""
+    """The options every point backbone has (each subclass adds its own).
+
+    ``checkpoint_layout`` names the official file layouts the backbone loads (:func:`.layouts.convert`); it is set
+    by each registered builder, as are the other block-family options of the subclasses."""
 
     num_classes: int = 40
     num_group: int = 64
@@ -26,17 +30,17 @@ class PointBackboneConfig:
     head_dropout: float = 0.5
     fps_backend: FpsBackend = "auto"
     exclude_near_origin: bool = False
+    checkpoint_layout: CheckpointLayout = "point_mae"
 
 
 class PointClassifier(nn.Module):
-    """Base of the point backbones. Subclasses set ``config`` (a dataclass with ``variant``), ``num_classes``,
+    """Base of the point backbones. Subclasses set ``config`` (a :class:`PointBackboneConfig`), ``num_classes``,
     ``embed_dim``, ``num_features`` (head input width), ``num_global_tokens`` (tokens before the patches on the
-    plain backbone), ``checkpoint_family`` (see :func:`.layouts.convert`), ``blocks`` (a TransformerEncoder),
+    plain backbone), ``blocks`` (a TransformerEncoder),
     ``cls_head_finetune`` (a Sequential whose first layer is a Linear), and implement ``forward_features`` and
     ``forward_head``."""
 
     classifier_name = "cls_head_finetune"
-    checkpoint_family = "point_mae"
 
     def __init__(self) -> None:
         super().__init__()
@@ -58,7 +62,7 @@ class PointClassifier(nn.Module):
         """Official layouts of this backbone -> (layout, our state, dropped keys); see :mod:`.layouts`."""
         from .layouts import convert
 
-        return convert(self.checkpoint_family, state, self.num_classes)
+        return convert(self.config.checkpoint_layout, state, self.num_classes)
 
     def _replace_head_input(self, width: int) -> None:
         first = self.cls_head_finetune[0]
@@ -83,7 +87,7 @@ class PointClassifier(nn.Module):
         return self.forward_head(self.forward_features(points))
 
     def extra_repr(self) -> str:
-        return f"variant={self.config.variant!r}, num_classes={self.num_classes}"
+        return f"layout={self.config.checkpoint_layout!r}, num_classes={self.num_classes}"
 
     def architecture(self) -> dict:
         """The config as a plain dict (what a checkpoint or a PEFT save records)."""

@@ -1,8 +1,12 @@
 """Classification heads and the token pooling that feeds them."""
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from torch import nn
+
+HeadKind = Literal["batchnorm", "light"]
 
 
 def pool_cls_and_max(tokens: torch.Tensor, num_prefix_tokens: int = 1) -> torch.Tensor:
@@ -45,4 +49,6 @@ class PointBERTHead(nn.Sequential):
         )
 
 
-HEADS = {"point_mae": PointMAEHead, "point_bert": PointBERTHead, "act": PointMAEHead, "recon": PointMAEHead}
+#: the head kinds a point backbone's config names: Point-MAE's BatchNorm head (also ACT's and ReCon's), Point-BERT's
+#: light one
+HEADS = {"batchnorm": PointMAEHead, "light": PointBERTHead}

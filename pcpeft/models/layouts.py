@@ -31,6 +31,7 @@ top-level ``norm`` -> ``spare_norm``; ``generator_blocks.{sos, layers.i, ln_f, i
 from __future__ import annotations
 
 import re
+from typing import Callable, Literal
 
 import torch
 
@@ -144,12 +145,20 @@ def _pointgpt(state: dict[str, torch.Tensor], num_classes: int) -> Converted:
     return "pointgpt_finetuned", {pointgpt_key(k): v for k, v in state.items()}, {}
 
 
-def convert(family: str, state: dict[str, torch.Tensor], num_classes: int) -> Converted:
-    """Map ``state`` for a backbone of ``family`` ("point_mae", "point_bert", "act", "recon", "pointgpt")."""
-    if family == "act":
-        return _act(state)
-    if family == "recon":
-        return _recon(state)
-    if family == "pointgpt":
-        return _pointgpt(state, num_classes)
-    return map_reference_keys(state)
+#: the official layout families a backbone's config can name (``checkpoint_layout``)
+CheckpointLayout = Literal["point_mae", "point_bert", "act", "recon", "pointgpt"]
+
+_CONVERTERS: dict[str, Callable[[dict[str, torch.Tensor], int], Converted]] = {
+    "point_mae": lambda state, classes: map_reference_keys(state),
+    "point_bert": lambda state, classes: map_reference_keys(state),
+    "act": lambda state, classes: _act(state),
+    "recon": lambda state, classes: _recon(state),
+    "pointgpt": _pointgpt,
+}
+
+
+def convert(layout: CheckpointLayout, state: dict[str, torch.Tensor], num_classes: int) -> Converted:
+    """Map ``state`` for a backbone whose config names the official ``layout`` family."""
+    if layout not in _CONVERTERS:
+        raise ValueError(f"unknown checkpoint layout {layout!r}; expected one of {sorted(_CONVERTERS)}")
+    return _CONVERTERS[layout](state, num_classes)

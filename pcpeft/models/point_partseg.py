@@ -41,6 +41,7 @@ The official CUDA kernel never picks a point with |p|^2 <= 1e-3 after the first;
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -48,7 +49,7 @@ from torch import nn
 
 from ..ops.fps import FpsBackend
 from .checkpoints import register_absent_by_design
-from .point_tokenizer import PositionalMLP, attach_point_tokenizer, group_and_tokenize
+from .point_tokenizer import PositionalMLP, attach_point_tokenizer, check_tokenizer_width, group_and_tokenize
 from .registry import register_model
 from .transformer import BlockStack, TransformerEncoder
 
@@ -61,15 +62,20 @@ for _layout in ("partseg_from_point_mae_pretrain", "partseg_from_point_bert_pret
 
 @dataclass
 class PointPartSegConfig:
-    """Architecture of the part-segmentation network. Defaults are the official Point-MAE model."""
+    """Architecture of the part-segmentation network. Defaults are the official Point-MAE model; the registered
+    builders set ``tokenizer_projection`` (Point-BERT's ``reduce_dim``) and ``checkpoint_layout`` (the official
+    pre-training files it loads)."""
 
-    variant: str = "point_mae"  # "point_mae" | "point_bert" | "act"
+    task: ClassVar[str] = "partseg"
+
+    tokenizer_projection: bool = False
+    checkpoint_layout: Literal["point_mae", "point_bert", "act"] = "point_mae"
     num_parts: int = 50
     num_categories: int = 16
     num_group: int = 128
     group_size: int = 32
     trans_dim: int = 384
-    encoder_dims: int | None = None  # tokenizer width: trans_dim (Point-MAE, ACT), 256 (Point-BERT)
+    encoder_dims: int | None = None  # tokenizer width: trans_dim, or 256 with tokenizer_projection (Point-BERT)
     depth: int = 12
     num_heads: int = 6
     mlp_ratio: float = 4.0
@@ -83,7 +89,7 @@ class PointPartSegConfig:
 
     def __post_init__(self) -> None:
         if self.encoder_dims is None:
-            self.encoder_dims = 256 if self.variant == "point_bert" else self.trans_dim
+            self.encoder_dims = 256 if self.tokenizer_projection else self.trans_dim
         self.fetch_layers = tuple(self.fetch_layers)
 
 
@@ -143,21 +149,18 @@ class PointPartSegmenter(nn.Module):
 
     def __init__(self, config: PointPartSegConfig) -> None:
         super().__init__()
-        if config.variant not in ("point_mae", "point_bert", "act"):
-            raise ValueError(f"unknown part-segmentation variant {config.variant!r}; expected point_mae, point_bert "
-                             f"or act")
-        if config.variant != "point_bert" and config.encoder_dims != config.trans_dim:
-            raise ValueError(f"{config.variant}: encoder_dims ({config.encoder_dims}) must equal trans_dim "
-                             f"({config.trans_dim})")
+        if config.checkpoint_layout not in ("point_mae", "point_bert", "act"):
+            raise ValueError(f"unknown part-segmentation checkpoint layout {config.checkpoint_layout!r}; expected "
+                             f"point_mae, point_bert or act")
+        check_tokenizer_width(config)
         taps = tuple(config.fetch_layers)
         if not taps or any(not -config.depth <= t < config.depth for t in taps):
             raise ValueError(f"fetch_layers {list(taps)} must be block indices of a {config.depth}-block stack")
         self.config = config
         self.num_parts, self.num_categories = config.num_parts, config.num_categories
         self.embed_dim = config.trans_dim
-        self.checkpoint_family = config.variant
         attach_point_tokenizer(self, config)
-        if config.variant == "point_bert":
+        if config.tokenizer_projection:
             self.token_output_module = "reduce_dim"
         self.pos_embed = PositionalMLP(config.trans_dim)
         self.blocks = TransformerEncoder(config.trans_dim, config.depth, config.num_heads, config.mlp_ratio,
@@ -194,7 +197,7 @@ class PointPartSegmenter(nn.Module):
         as ours), or a backbone pre-training file, whose encoder fills the tokenizer and blocks."""
         from .layouts import convert
 
-        layout, mapped, dropped = convert(self.checkpoint_family, state, 0)
+        layout, mapped, dropped = convert(self.config.checkpoint_layout, state, 0)
         if layout.endswith("_pretrain"):
             layout = f"partseg_from_{layout}"
             # the classification model's tokens have no place here: reported with the pre-training-only keys
@@ -264,29 +267,30 @@ class PointPartSegmenter(nn.Module):
         return points, category
 
     def extra_repr(self) -> str:
-        return f"variant={self.config.variant!r}, num_parts={self.num_parts}, taps={list(self.config.fetch_layers)}"
+        config = self.config
+        return f"layout={config.checkpoint_layout!r}, num_parts={self.num_parts}, taps={list(config.fetch_layers)}"
 
 
-def _builder(variant: str, **overrides) -> PointPartSegmenter:
-    return PointPartSegmenter(PointPartSegConfig(variant=variant, **overrides))
+def _builder(options: dict, overrides: dict) -> PointPartSegmenter:
+    return PointPartSegmenter(PointPartSegConfig(**{**options, **overrides}))
 
 
 @register_model("point_mae_partseg")
 def point_mae_partseg(**overrides) -> PointPartSegmenter:
     """Official Point-MAE ShapeNetPart network: 27,063,730 parameters at 50 parts (192 state-dict entries)."""
-    return _builder("point_mae", **overrides)
+    return _builder({}, overrides)
 
 
 @register_model("point_bert_partseg")
 def point_bert_partseg(**overrides) -> PointPartSegmenter:
     """pcpeft composition: the Point-MAE segmentation network on Point-BERT's tokenizer (256-d + reduce_dim)."""
-    return _builder("point_bert", **overrides)
+    return _builder({"tokenizer_projection": True, "checkpoint_layout": "point_bert"}, overrides)
 
 
 @register_model("act_partseg")
 def act_partseg(**overrides) -> PointPartSegmenter:
     """The Point-MAE segmentation network, loading ACT pre-training files (``ACT_encoder.*``)."""
-    return _builder("act", **overrides)
+    return _builder({"checkpoint_layout": "act"}, overrides)
 
 
 for _builder_fn in (point_mae_partseg, point_bert_partseg, act_partseg):

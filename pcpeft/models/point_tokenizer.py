@@ -113,13 +113,21 @@ def _max_over_points(x: torch.Tensor, keepdim: bool = False) -> torch.Tensor:
     return x.amax(dim=1, keepdim=keepdim)
 
 
+def check_tokenizer_width(config) -> None:
+    """Without a ``tokenizer_projection`` the tokens go straight to the blocks: ``encoder_dims`` must equal
+    ``trans_dim``."""
+    if not config.tokenizer_projection and config.encoder_dims != config.trans_dim:
+        raise ValueError(f"without tokenizer_projection the tokenizer output goes straight to the blocks: "
+                         f"encoder_dims ({config.encoder_dims}) must equal trans_dim ({config.trans_dim})")
+
+
 def attach_point_tokenizer(model: nn.Module, config) -> None:
     """Give a point model its ``group_divider`` (FPS + kNN), ``encoder`` (mini-PointNet of ``encoder_dims``) and,
-    for Point-BERT (``variant == "point_bert"``), ``reduce_dim`` (encoder_dims -> trans_dim)."""
+    with ``config.tokenizer_projection`` (Point-BERT), ``reduce_dim`` (encoder_dims -> trans_dim)."""
     model.group_divider = PointGrouper(config.num_group, config.group_size, config.fps_backend,
                                        config.exclude_near_origin)
     model.encoder = MiniPointNet(config.encoder_dims)
-    if config.variant == "point_bert":
+    if config.tokenizer_projection:
         model.reduce_dim = nn.Linear(config.encoder_dims, config.trans_dim)
 
 

@@ -1,5 +1,6 @@
 """Point-MAE, Point-BERT, ACT and ReCon classification backbones ("PointTransformer" in every reference repo).
 
+They differ only in typed options of :class:`PointTransformerConfig`, which each registered builder sets.
 Point-BERT differs in the tokenizer width (256-d + ``reduce_dim`` Linear(256, 384)) and the head. ACT's
 fine-tuning classifier *is* Point-MAE's; only its pre-training file layout differs (``ACT_encoder.*``). ReCon adds
 two global tokens (``img_token`` / ``text_token`` with ``img_pos`` / ``text_pos``) after the cls token, blocks
@@ -17,19 +18,35 @@ import torch
 from torch import nn
 
 from .backbone_base import PointBackboneConfig, PointClassifier
-from .heads import HEADS, pool_cls_and_max, pool_global_tokens
-from .point_tokenizer import PositionalMLP, attach_point_tokenizer, group_and_tokenize
+from .heads import HEADS, HeadKind, pool_cls_and_max, pool_global_tokens
+from .point_tokenizer import PositionalMLP, attach_point_tokenizer, check_tokenizer_width, group_and_tokenize
 from .registry import register_model
-from .transformer import TransformerEncoder
+from .transformer import Residual, TransformerEncoder
 
 
 @dataclass
 class PointTransformerConfig(PointBackboneConfig):
-    """Architecture of a point backbone. Defaults are the reference Point-MAE fine-tuning model."""
+    """Architecture of a point backbone. Defaults are the reference Point-MAE fine-tuning model; each registered
+    builder sets the block-family options that make it Point-BERT, ACT or ReCon.
 
-    variant: str = "point_mae"  # "point_mae" | "point_bert" | "act" | "recon": tokenizer width, tokens, head
+    Attributes:
+        encoder_dims: the tokenizer's output width (384; Point-BERT's 256).
+        tokenizer_projection: a ``reduce_dim`` Linear(encoder_dims, trans_dim) after the tokenizer (Point-BERT).
+        global_tokens: learned tokens after the cls token, each with its own positional embedding, that
+            cross-attend the patches in a second branch of every block (ReCon's ``("img", "text")``).
+        block_residual: where each block's residuals start (``"input"``; ReCon's ``"normed"``).
+        head: the classification head, ``"batchnorm"`` (Point-MAE's) or ``"light"`` (Point-BERT's).
+    """
+
     encoder_dims: int = 384
     drop_path_rate: float = 0.1
+    tokenizer_projection: bool = False
+    global_tokens: tuple[str, ...] = ()
+    block_residual: Residual = "input"
+    head: HeadKind = "batchnorm"
+
+    def __post_init__(self) -> None:
+        self.global_tokens = tuple(self.global_tokens)
 
 
 def _reference_init(module: nn.Module) -> None:
@@ -52,40 +69,35 @@ class PointTransformer(PointClassifier):
 
     def __init__(self, config: PointTransformerConfig) -> None:
         super().__init__()
-        if config.variant not in HEADS:
-            raise ValueError(f"unknown point backbone variant {config.variant!r}; expected one of {list(HEADS)}")
-        if config.variant != "point_bert" and config.encoder_dims != config.trans_dim:
-            raise ValueError(
-                f"{config.variant} feeds the tokenizer output straight to the blocks: encoder_dims "
-                f"({config.encoder_dims}) must equal trans_dim ({config.trans_dim})"
-            )
+        if config.head not in HEADS:
+            raise ValueError(f"unknown head {config.head!r}; expected one of {list(HEADS)}")
+        check_tokenizer_width(config)
         self.config = config
         self.num_classes = config.num_classes
         self.embed_dim = config.trans_dim
-        recon = config.variant == "recon"
-        self.num_global_tokens = 3 if recon else 1
+        self.global_tokens = config.global_tokens
+        self.num_global_tokens = 1 + len(self.global_tokens)
         self.num_features = (self.num_global_tokens + 1) * config.trans_dim
-        self.checkpoint_family = config.variant
 
         attach_point_tokenizer(self, config)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, config.trans_dim))
         self.cls_pos = nn.Parameter(torch.zeros(1, 1, config.trans_dim))
-        self.global_tokens = ("img", "text") if recon else ()
         for name in self.global_tokens:
             setattr(self, f"{name}_token", nn.Parameter(torch.zeros(1, 1, config.trans_dim)))
             setattr(self, f"{name}_pos", nn.Parameter(torch.zeros(1, 1, config.trans_dim)))
         self.pos_embed = PositionalMLP(config.trans_dim)
-        block_options = {"residual": "normed", "num_global_tokens": 3} if recon else {}
+        contrast = {"num_global_tokens": self.num_global_tokens} if self.global_tokens else {}
         self.blocks = TransformerEncoder(config.trans_dim, config.depth, config.num_heads, config.mlp_ratio,
-                                         qkv_bias=False, drop_path_rate=config.drop_path_rate, **block_options)
+                                         qkv_bias=False, drop_path_rate=config.drop_path_rate,
+                                         residual=config.block_residual, **contrast)
         self.norm = nn.LayerNorm(config.trans_dim)
         self.apply(_reference_init)
         for name in ("cls", *self.global_tokens):
             nn.init.trunc_normal_(getattr(self, f"{name}_token"), std=0.02)
             nn.init.trunc_normal_(getattr(self, f"{name}_pos"), std=0.02)
         # The head keeps PyTorch's default init: the reference only re-initialises it when training from scratch.
-        self.cls_head_finetune = HEADS[config.variant](self.num_features, config.num_classes,
-                                                       config.head_hidden, config.head_dropout)
+        self.cls_head_finetune = HEADS[config.head](self.num_features, config.num_classes,
+                                                    config.head_hidden, config.head_dropout)
 
     # -- stages -------------------------------------------------------------------------------------------------
     @property
@@ -137,34 +149,31 @@ class PointTransformer(PointClassifier):
 @register_model("point_mae")
 def point_mae(**overrides) -> PointTransformer:
     """Point-MAE fine-tuning model: 384-d tokenizer, BN head. 22,093,327 parameters with 15 classes."""
-    return PointTransformer(PointTransformerConfig(variant="point_mae", **overrides))
+    return PointTransformer(PointTransformerConfig(**overrides))
 
 
 @register_model("point_bert")
 def point_bert(**overrides) -> PointTransformer:
     """Point-BERT fine-tuning model: 256-d tokenizer + reduce_dim, light head."""
-    overrides.setdefault("encoder_dims", 256)
-    return PointTransformer(PointTransformerConfig(variant="point_bert", **overrides))
-
-
-point_mae.config_class = PointTransformerConfig
-point_bert.config_class = PointTransformerConfig
+    options = {"encoder_dims": 256, "tokenizer_projection": True, "head": "light", "checkpoint_layout": "point_bert"}
+    return PointTransformer(PointTransformerConfig(**{**options, **overrides}))
 
 
 @register_model("act")
 def act(**overrides) -> PointTransformer:
     """ACT fine-tuning model: Point-MAE's classifier (22,093,327 parameters with 15 classes); loads ACT's
     pre-training layout (``ACT_encoder.*``, dVAE teacher dropped)."""
-    return PointTransformer(PointTransformerConfig(variant="act", **overrides))
+    return PointTransformer(PointTransformerConfig(**{"checkpoint_layout": "act", **overrides}))
 
 
 @register_model("recon")
 def recon(**overrides) -> PointTransformer:
     """ReCon fine-tuning model: cls/img/text global tokens with a cross-attention branch per block, drop path 0.2
     (the official recipes'), 43,571,215 parameters with 15 classes."""
-    overrides.setdefault("drop_path_rate", 0.2)
-    return PointTransformer(PointTransformerConfig(variant="recon", **overrides))
+    options = {"global_tokens": ("img", "text"), "block_residual": "normed", "drop_path_rate": 0.2,
+               "checkpoint_layout": "recon"}
+    return PointTransformer(PointTransformerConfig(**{**options, **overrides}))
 
 
-act.config_class = PointTransformerConfig
-recon.config_class = PointTransformerConfig
+for _builder in (point_mae, point_bert, act, recon):
+    _builder.config_class = PointTransformerConfig

@@ -21,7 +21,7 @@ Official key names map onto ours at load time (:mod:`.layouts`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, ClassVar
+from typing import Callable, ClassVar, Literal
 
 import torch
 from torch import nn
@@ -31,6 +31,7 @@ from .chamfer import chamfer_l1, chamfer_l2
 from .heads import PointMAEHead, pool_global_tokens
 from .point_tokenizer import LARGE_WIDTHS, SMALL_WIDTHS, MiniPointNet, SinePositionalEncoding
 from .point_transformer import _reference_init
+from .layouts import CheckpointLayout
 from .registry import register_model
 from .token_order import ChainOrderedGrouper
 from .transformer import BlockStack, TransformerEncoder
@@ -43,8 +44,8 @@ GPT_BLOCK = {"qkv_bias": True, "causal": True, "residual": "normed_attn", "drop_
 class PointGPTConfig(PointBackboneConfig):
     """Architecture of a PointGPT classifier. Defaults are PointGPT-S."""
 
-    variant: str = "pointgpt_s"
-    tokenizer: str = "small"  # "small" (Point-MAE's, S) | "large" (B, L: 3-256-512-1024, 2048-2048-C)
+    tokenizer: Literal["small", "large"] = "small"  # Point-MAE's (S) | B, L's: 3-256-512-1024, 2048-2048-C
+    checkpoint_layout: CheckpointLayout = "pointgpt"
     decoder_depth: int = 4
     generator_loss: bool = True  # record the generator's Chamfer loss in training forwards
 
@@ -71,7 +72,6 @@ class PointGPT(PointClassifier):
     """PointGPT classifier. ``forward_features(points)`` -> tokens after ``norm`` (B, 2+P+G, C) (sos, P prompts,
     cls, patches); ``forward_head(tokens)`` -> logits (B, classes); ``forward`` does both."""
 
-    checkpoint_family = "pointgpt"
     aux_loss_weight: ClassVar[float] = 3.0
     #: head parameters besides ``cls_head_finetune`` (trained with it by every PEFT method)
     head_extra_patterns: ClassVar[tuple[str, ...]] = ("cls_norm.*",)
@@ -184,7 +184,7 @@ _SIZES = {
 def _builder(name: str) -> Callable[..., PointGPT]:
     def build(**overrides) -> PointGPT:
         options = {**_SIZES[name], **overrides}
-        return PointGPT(PointGPTConfig(variant=name, **options))
+        return PointGPT(PointGPTConfig(**options))
 
     build.__name__ = name
     build.__doc__ = f"PointGPT-{name[-1].upper()} fine-tuning classifier ({_SIZES[name]})."

@@ -37,11 +37,13 @@ def create_model(name: str, **overrides) -> nn.Module:
     if name not in _MODELS:
         raise ValueError(f"unknown model {name!r}; available: {sorted(_MODELS)}")
     try:
-        return _MODELS[name](**overrides)
+        model = _MODELS[name](**overrides)
     except TypeError as err:
         if "unexpected keyword argument" in str(err):
             raise TypeError(f"create_model({name!r}): {err}. Valid options: {model_options(name)}") from None
         raise
+    model.registered_name = name  # as timm's pretrained_cfg["architecture"]: what save_pretrained records
+    return model
 
 
 def model_options(name: str) -> list[str]:
@@ -51,6 +53,15 @@ def model_options(name: str) -> list[str]:
     if config_cls is not None and dataclasses.is_dataclass(config_cls):
         return [f.name for f in dataclasses.fields(config_cls)]
     return [p for p in inspect.signature(builder).parameters if p != "overrides"]
+
+
+def model_task(name: str) -> str:
+    """The task a registered model serves: its config class's ``task`` ("classification" unless it says
+    otherwise, e.g. "partseg")."""
+    _import_builtin_models()
+    if name not in _MODELS:
+        raise ValueError(f"unknown model {name!r}; available: {sorted(_MODELS)}")
+    return getattr(getattr(_MODELS[name], "config_class", None), "task", "classification")
 
 
 def _import_builtin_models() -> None:

@@ -294,6 +294,7 @@ class PeftModel(nn.Module):
         state = self.adapter_state_dict()
         meta = {"configs": [c.to_dict() for c in self.peft_configs],
                 "backbone": type(self.base_model).__name__,
+                "model": getattr(self.base_model, "registered_name", None),
                 "architecture": getattr(self.base_model, "architecture", lambda: {})(),
                 "backbone_fingerprint": self.backbone_fingerprint(),
                 "tensors": len(state)}

@@ -79,8 +79,8 @@ def adapter_to_official(adapter: str | os.PathLike, out_file: str | os.PathLike,
     meta_path = folder / OFFICIAL_META
     meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
     architecture = dict(config.get("architecture") or {})
-    name = model or meta.get("model") or architecture.pop("variant", "point_mae")
-    architecture.pop("variant", None)
+    legacy_name = architecture.pop("variant", None)  # folders written before the typed backbone options
+    name = model or meta.get("model") or config.get("model") or legacy_name or "point_mae"
     options = {**architecture, **meta.get("model_options", {}), **(model_options or {})}
     backbone = create_model(name, **options)
     load_checkpoint(backbone, backbone_file)
