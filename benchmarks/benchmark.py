@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from pcpeft._allocator import tune_cpu_allocator
 from pcpeft.models.registry import create_model
 from pcpeft.ops.fps import available_fps_backends, farthest_point_sample
-from pcpeft.engine.precision import cpu_native_bf16, select_precision
+from pcpeft.engine.training.precision import cpu_native_bf16, select_precision
 from pcpeft.ops.knn import available_knn_backends, knn_indices
 from pcpeft.peft import get_peft_model
 

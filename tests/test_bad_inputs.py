@@ -15,7 +15,7 @@ import yaml
 
 import pcpeft
 from pcpeft.commands import main
-from pcpeft.engine.checkpointing import DiskFullError, load_training_state, save_atomic
+from pcpeft.engine.runs.training_state import DiskFullError, load_training_state, save_atomic
 from pcpeft.models.layouts import pointgpt_key
 
 #: the synthetic recipe's model, as the FAST overrides shrink it

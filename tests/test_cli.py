@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from pcpeft.commands import main
-from pcpeft.engine.config import ConfigError
-from pcpeft.engine.recipe_files import resolve_recipe, shipped_recipes
+from pcpeft.engine.recipe.yaml_io import ConfigError
+from pcpeft.engine.recipe.shipped import resolve_recipe, shipped_recipes
 
 ROOT = Path(__file__).resolve().parents[1]
 #: overrides that make the synthetic recipe train in seconds

@@ -10,14 +10,14 @@ import yaml
 
 from pcpeft import load_checkpoint
 from pcpeft.datasets.generated_images import GeneratedImages, class_glyph, generate
-from pcpeft.engine.compare import (IMAGES_BACKBONE, IMAGES_BACKBONE_RECORD, POINTS_BACKBONE, default_comparison,
-                                   run_comparison)
-from pcpeft.engine.config import ConfigError, load_config
+from pcpeft.experiments.modalities import (IMAGES_BACKBONE, IMAGES_BACKBONE_RECORD, POINTS_BACKBONE, default_comparison,
+                                           run_comparison)
+from pcpeft.engine.recipe.yaml_io import ConfigError, load_config
 from pcpeft.engine.data import build_dataset
-from pcpeft.engine.model_setup import build_model, create_backbone
-from pcpeft.engine.recipe_files import resolve_recipe
-from pcpeft.engine.runs import file_sha256
-from pcpeft.engine.schema import validate_recipe
+from pcpeft.engine.training.model_setup import build_model, create_backbone
+from pcpeft.engine.recipe.shipped import resolve_recipe
+from pcpeft.engine.runs.loading import file_sha256
+from pcpeft.engine.recipe.schema import validate_recipe
 
 SMALL = dict(img_size=16, num_classes=5, train_per_class=3, test_per_class=2, generator_seed=3)
 #: sha256 of the first two training samples of each class of cfgs/images/pretrain_vit_generated.yaml's set
@@ -48,7 +48,7 @@ def test_the_shipped_vits_pre_training_images_are_the_ones_it_was_trained_on():
 
 def test_generated_images_recipe_builds_its_data_set_and_refuses_unknown_keys():
     config = load_config(resolve_recipe("images/pretrain_vit_generated"))
-    spec = validate_recipe(config, "pretrain_vit_generated").dataset_spec
+    spec = validate_recipe(config, "pretrain_vit_generated").dataset.model_dump()
     assert spec["num_classes"] == config["model"]["num_classes"] == 100
     data = build_dataset({**spec, **SMALL}, "test")
     assert isinstance(data, GeneratedImages) and len(data) == 10 and data[0][0].shape == (3, 16, 16)

@@ -43,7 +43,7 @@ def test_a_set_without_a_settings_record_or_from_another_generator_is_regenerate
 def test_the_validation_split_is_disjoint_from_the_rest_of_training_and_from_test(tmp_path):
     import numpy as np
 
-    from pcpeft.engine.validation_split import split_train_val, stratified_holdout
+    from pcpeft.engine.data.holdout import split_train_val, stratified_holdout
 
     write_demo_dataset(tmp_path, train_per_class=5, test_per_class=2)
     spec = {"name": "SyntheticDemo", "root": str(tmp_path)}
@@ -60,7 +60,7 @@ def test_the_validation_split_is_disjoint_from_the_rest_of_training_and_from_tes
 
 
 def test_the_best_epoch_is_chosen_on_validation_when_there_is_one(tmp_path):
-    from pcpeft.engine.trainer import RunOptions, train
+    from pcpeft.engine.training.finetune import RunOptions, train
 
     write_demo_dataset(tmp_path / "d", train_per_class=4, test_per_class=1)
     config = {"model": {"name": "point_mae", "num_classes": 12, "trans_dim": 32, "encoder_dims": 32, "depth": 1,

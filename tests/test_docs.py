@@ -46,13 +46,14 @@ def test_site_builds_strictly(site):
 
 
 def test_recipes_page_lists_every_schema_key(site):
-    from pcpeft.engine import schema
-    from pcpeft.engine.recipe_files import shipped_recipes
+    from pcpeft.engine.data import dataset_sections
+    from pcpeft.engine.recipe import schema
+    from pcpeft.engine.recipe.shipped import shipped_recipes
     from pcpeft.models.registry import _MODELS, list_models
 
     text = page_text(site, "recipes")
     sections = [schema.TrainSettings, schema.TestSettings, schema.OptimizerSettings, schema.SchedulerSettings,
-                schema.AugmentationSettings, schema.PretrainSettings, *schema.DATASET_SECTIONS.values()]
+                schema.AugmentationSettings, schema.PretrainSettings, *dataset_sections().values()]
     missing = [f"{section.__name__}.{name}" for section in sections for name in section.model_fields
                if name not in text]
     for name in list_models():
@@ -63,7 +64,7 @@ def test_recipes_page_lists_every_schema_key(site):
             missing.append(name)
     for key in ("warmup_epochs", "val_fraction", "vote_times"):
         assert key in text
-    for dataset_name in schema.DATASET_SECTIONS:
+    for dataset_name in dataset_sections():
         assert f"dataset.name: {dataset_name}" in text, dataset_name
     assert not missing, f"keys not on the recipes page: {missing}"
     absent = [name for name in shipped_recipes() if name not in text]

@@ -15,11 +15,11 @@ import yaml
 
 import pcpeft
 from pcpeft.datasets import write_demo_dataset
-from pcpeft.engine.checkpointing import load_training_state
-from pcpeft.engine.config import ConfigError, apply_overrides, load_config, save_config
-from pcpeft.engine.evaluate import compute_metrics
-from pcpeft.engine.optim import CosineWarmupSchedule, param_groups
-from pcpeft.engine.trainer import RunOptions, evaluate_run, load_for_test, smoothed_cross_entropy, train
+from pcpeft.engine.runs.training_state import load_training_state
+from pcpeft.engine.recipe.yaml_io import ConfigError, apply_overrides, load_config, save_config
+from pcpeft.engine.training.prediction import compute_metrics
+from pcpeft.engine.training.optim import CosineWarmupSchedule, param_groups
+from pcpeft.engine.training.finetune import RunOptions, evaluate_run, load_for_test, smoothed_cross_entropy, train
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_MODEL = dict(name="point_mae", num_classes=12, trans_dim=64, encoder_dims=64, depth=1, num_heads=2,
@@ -276,7 +276,7 @@ def test_two_process_gloo_ddp_evaluates_exactly_the_dataset(tmp_path, demo_root)
 
 
 def test_pretrain_then_finetune_from_it(tmp_path, demo_root):
-    from pcpeft.engine.pretrain import pretrain
+    from pcpeft.engine.training.pretrain import pretrain
 
     config = tiny_config(demo_root, epochs=1)
     config["pretrain"] = {"decoder_depth": 1, "decoder_num_heads": 2}
@@ -290,7 +290,7 @@ def test_pretrain_then_finetune_from_it(tmp_path, demo_root):
 
 
 def test_demo_runs_end_to_end_in_tiny_size(tmp_path):
-    from pcpeft.engine.demo import run_demo
+    from pcpeft.experiments.demo import run_demo
 
     summary = run_demo(tmp_path / "demo", size="tiny", progress=False)
     methods = [(r["method"], r["init"]) for r in summary["rows"]]
@@ -308,8 +308,8 @@ def test_demo_runs_end_to_end_in_tiny_size(tmp_path):
 
 
 def test_demo_amp_trains_its_rows_under_cpu_bf16_and_says_so(tmp_path):
-    from pcpeft.engine.demo import run_demo
-    from pcpeft.engine.precision import cpu_native_bf16
+    from pcpeft.experiments.demo import run_demo
+    from pcpeft.engine.training.precision import cpu_native_bf16
 
     summary = run_demo(tmp_path / "demo", size="tiny", progress=False, amp=True)
     native = cpu_native_bf16()[0]
@@ -322,7 +322,7 @@ def test_demo_amp_trains_its_rows_under_cpu_bf16_and_says_so(tmp_path):
 def test_the_demo_refuses_a_changed_backbone_file(tmp_path):
     import shutil
 
-    from pcpeft.engine.demo import BACKBONE, BACKBONE_RECORD, BackboneChecksumError, verified_backbone
+    from pcpeft.experiments.demo import BACKBONE, BACKBONE_RECORD, BackboneChecksumError, verified_backbone
 
     assert verified_backbone()[1] == json.loads(BACKBONE_RECORD.read_text())["sha256"]
     copy = tmp_path / BACKBONE.name

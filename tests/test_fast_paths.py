@@ -312,7 +312,7 @@ def test_named_backends_are_checked():
 
 
 # -- bf16 on CPU -----------------------------------------------------------------------------------------------
-from pcpeft.engine.precision import cpu_native_bf16, select_precision  # noqa: E402
+from pcpeft.engine.training.precision import cpu_native_bf16, select_precision  # noqa: E402
 
 #: Documented bound (docs/benchmarks.md): bf16-autocast logits of the full 12-block Point-MAE differ from fp32 by at
 #: most this fraction of the fp32 logits' range (bf16 keeps 8 mantissa bits: ~0.4% per rounding).

@@ -18,8 +18,8 @@ from pcpeft.datasets.errors import DatasetError
 from pcpeft.datasets.point_files import write_cloud
 from pcpeft.datasets.point_folder import PointCloudFolder, Preprocessing, prepare_cloud
 from pcpeft.engine.data import build_dataset
-from pcpeft.engine.runs import file_sha256
-from pcpeft.engine.schema import validate_recipe
+from pcpeft.engine.runs.loading import file_sha256
+from pcpeft.engine.recipe.schema import validate_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = dict(npoints=256, mesh_points=1024)
@@ -180,11 +180,11 @@ def test_a_class_with_one_file_cannot_be_split(tmp_path):
 
 def test_the_recipe_takes_the_class_count_from_the_folder(pool):
     config = yaml.safe_load((ROOT / "cfgs" / "finetune_folder.yaml").read_text())
-    from pcpeft.engine.config import apply_overrides, load_config
+    from pcpeft.engine.recipe.yaml_io import apply_overrides, load_config
 
     settings = validate_recipe(apply_overrides(load_config(ROOT / "cfgs" / "finetune_folder.yaml"),
                                                [f"dataset.root={pool}"]))
-    assert settings.num_classes == 3 and settings.dataset_spec["npoints"] == 1024
+    assert settings.num_classes == 3 and settings.dataset.npoints == 1024
     assert config["dataset"]["name"] == "PointCloudFolder"
     with pytest.raises(pcpeft.errors.UserError, match=r"unknown key 'dataset.test_fraktion'.*test_fraction"):
         validate_recipe({"model": {"num_classes": 3}, "dataset": {"name": "PointCloudFolder", "root": str(pool),
@@ -218,8 +218,8 @@ def test_train_py_with_the_folder_recipe(tmp_path, pool):
 def test_a_class_count_that_disagrees_with_the_folders_is_refused(tmp_path, pool):
     from folder_data import folder_recipe
 
-    from pcpeft.engine.config import ConfigError
-    from pcpeft.engine.trainer import RunOptions, train
+    from pcpeft.engine.recipe.yaml_io import ConfigError
+    from pcpeft.engine.training.finetune import RunOptions, train
 
     config = folder_recipe(pool, epochs=1)
     config["model"]["num_classes"] = 5

@@ -8,7 +8,7 @@ import torch
 
 from pcpeft.datasets import DatasetError
 from pcpeft.datasets.images import Digits, image_folder, vtab_list
-from pcpeft.engine.trainer import RunOptions, train
+from pcpeft.engine.training.finetune import RunOptions, train
 
 ROOT = Path(__file__).resolve().parents[1]
 

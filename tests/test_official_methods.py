@@ -220,8 +220,8 @@ def _small_backbone(pretrained):
 
 
 def test_recipes_validate_and_name_their_official_file():
-    from pcpeft.engine.config import load_config
-    from pcpeft.engine.schema import validate_recipe
+    from pcpeft.engine.recipe.yaml_io import load_config
+    from pcpeft.engine.recipe.schema import validate_recipe
 
     recipes = sorted((ROOT / "cfgs" / "methods").glob("*.yaml"))
     for method in COUNTS:

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pcpeft.engine.config import ConfigError, load_config
-from pcpeft.engine.official_recipes import (Translation, is_official_recipe, shipped_differences,
-                                            translate_official_recipe)
-from pcpeft.engine.recipe_files import RECIPES_DIR, resolve_recipe, shipped_recipes
-from pcpeft.engine.schema import validate_recipe
+from pcpeft.engine.recipe.yaml_io import ConfigError, load_config
+from pcpeft.engine.recipe.official import (Translation, is_official_recipe, shipped_differences,
+                                           translate_official_recipe)
+from pcpeft.engine.recipe.shipped import RECIPES_DIR, resolve_recipe, shipped_recipes
+from pcpeft.engine.recipe.schema import validate_recipe
 
 # -- the official files, re-typed ------------------------------------------------------------------------------
 BASES = {"objbg": "cfgs/dataset_configs/ScanObjectNN_objectbg.yaml",
@@ -135,7 +135,7 @@ def test_official_file_translates_to_the_shipped_recipe(tmp_path, repo, row):
     shipped = validate_recipe(load_config(resolve_recipe(name)), name)
 
     assert ours.model == shipped.model
-    assert ours.dataset_spec == shipped.dataset_spec
+    assert ours.dataset.model_dump() == shipped.dataset.model_dump()
     assert ours.optimizer.model_dump() == shipped.optimizer.model_dump()
     assert ours.scheduler.model_dump() == shipped.scheduler.model_dump()
     assert ours.train.batch_size == shipped.train.batch_size

@@ -10,7 +10,7 @@ import torch
 from pcpeft.datasets.demo_parts import ensure_parts_dataset, part_table
 from pcpeft.datasets.errors import DatasetError, DatasetFileNotFoundError
 from pcpeft.datasets.shapenet_part import SHAPENET_PART_CATEGORIES, ShapeNetPart, parts_by_category_index
-from pcpeft.engine.partseg_metrics import PartSegMeter, restricted_prediction
+from pcpeft.engine.training.partseg_metrics import PartSegMeter, restricted_prediction
 from pcpeft.errors import UserError
 
 # Bag is listed first: the category index is the line order of synsetoffset2category.txt

@@ -10,10 +10,10 @@ import torch
 
 import pcpeft
 from pcpeft.datasets.demo_parts import write_parts_dataset
-from pcpeft.engine.config import ConfigError, load_config
-from pcpeft.engine.schema import validate_recipe
-from pcpeft.engine.tasks import PartSegAugment
-from pcpeft.engine.trainer import RunOptions, evaluate_run, load_for_test, train
+from pcpeft.engine.recipe.yaml_io import ConfigError, load_config
+from pcpeft.engine.recipe.schema import validate_recipe
+from pcpeft.engine.training.tasks import PartSegAugment
+from pcpeft.engine.training.finetune import RunOptions, evaluate_run, load_for_test, train
 from pcpeft.peft import get_peft_model, list_methods
 from pcpeft.peft.presets import PRESETS
 

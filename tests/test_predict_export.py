@@ -17,13 +17,13 @@ from pcpeft.commands import main
 from pcpeft.datasets.point_folder import prepare_cloud
 from pcpeft.engine.data import build_dataset
 from pcpeft.engine.data import test_transform as eval_transform
-from pcpeft.engine.evaluate import compute_metrics, predict
-from pcpeft.engine.file_predict import run_preprocessing
-from pcpeft.engine.model_setup import load_for_test
-from pcpeft.engine.runs import RunLoadError, read_run_config
+from pcpeft.engine.training.prediction import compute_metrics, predict
+from pcpeft.engine.runs.predict_files import run_preprocessing
+from pcpeft.engine.training.model_setup import load_for_test
+from pcpeft.engine.runs.loading import RunLoadError, read_run_config
 from pcpeft.export.deploy import random_clouds
-from pcpeft.engine.schema import validate_recipe
-from pcpeft.engine.trainer import RunOptions, train
+from pcpeft.engine.recipe.schema import validate_recipe
+from pcpeft.engine.training.finetune import RunOptions, train
 from pcpeft.models.checkpoints import CheckpointError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,8 +52,8 @@ def runs(tmp_path_factory):
 
 def _test_split_logits(model, run_dir):
     settings = validate_recipe(read_run_config(run_dir))
-    test_set = build_dataset(settings.dataset_spec, "test")
-    return predict(model, test_set, eval_transform(settings.dataset_spec["npoints"]), torch.device("cpu"), 4)
+    test_set = build_dataset(settings.dataset, "test")
+    return predict(model, test_set, eval_transform(settings.dataset.npoints), torch.device("cpu"), 4)
 
 
 @pytest.mark.parametrize("name", list(RUNS))

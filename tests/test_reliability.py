@@ -15,11 +15,11 @@ import yaml
 
 import pcpeft
 from pcpeft.datasets import write_demo_dataset
-from pcpeft.engine.checkpointing import load_training_state, save_atomic
-from pcpeft.engine.config import ConfigError, apply_overrides, load_config
-from pcpeft.engine.run_folder import RunFolder, RunFolderError, experiment_dir
-from pcpeft.engine.schema import validate_recipe
-from pcpeft.engine.trainer import RunOptions, train
+from pcpeft.engine.runs.training_state import load_training_state, save_atomic
+from pcpeft.engine.recipe.yaml_io import ConfigError, apply_overrides, load_config
+from pcpeft.engine.runs.folders import RunFolder, RunFolderError, experiment_dir
+from pcpeft.engine.recipe.schema import validate_recipe
+from pcpeft.engine.training.finetune import RunOptions, train
 from pcpeft.errors import UserError
 from pcpeft.io import RefusedPickleError, safe_pickle_load
 
@@ -257,7 +257,7 @@ def test_leftover_temporary_checkpoints_are_removed_at_start(tmp_path, demo_root
 def test_a_full_disk_is_one_clear_error_and_leaves_the_old_checkpoint(tmp_path, monkeypatch):
     import errno
 
-    from pcpeft.engine.checkpointing import DiskFullError
+    from pcpeft.engine.runs.training_state import DiskFullError
 
     target = tmp_path / "ckpt-last.pth"
     save_atomic({"epoch": 0}, target)
@@ -272,7 +272,7 @@ def test_a_full_disk_is_one_clear_error_and_leaves_the_old_checkpoint(tmp_path, 
 
 
 def test_pretrain_resume_is_bit_identical(tmp_path, demo_root):
-    from pcpeft.engine.pretrain import pretrain
+    from pcpeft.engine.training.pretrain import pretrain
 
     config = tiny_config(demo_root, epochs=3)
     config["pretrain"] = {"decoder_depth": 1, "decoder_num_heads": 2}
@@ -345,7 +345,7 @@ def test_batch_larger_than_the_data_set_is_refused_unless_drop_last_is_off(tmp_p
 
 
 def test_results_json_is_always_valid_json(tmp_path):
-    from pcpeft.engine.trainer import write_json
+    from pcpeft.engine.training.finetune import write_json
 
     write_json(tmp_path / "r.json", {"loss": float("nan"), "h": [{"x": float("inf")}]})
     text = (tmp_path / "r.json").read_text()

@@ -15,7 +15,7 @@ import torch
 import pcpeft
 from pcpeft.commands import main
 from pcpeft.commands.recipe_input import load_recipe
-from pcpeft.engine.trainer import RunOptions, train
+from pcpeft.engine.training.finetune import RunOptions, train
 from pcpeft.report import ReportError, ReportOptions, build_run_report, read_page_data
 from pcpeft.report import browser as chromium
 from pcpeft.report.clouds import gallery_order, panels_figure

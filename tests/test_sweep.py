@@ -19,9 +19,9 @@ import torch
 pytest.importorskip("ray")
 
 from pcpeft.commands import main  # noqa: E402
-from pcpeft.engine.config import ConfigError  # noqa: E402
-from pcpeft.engine.recipe_files import resolve_recipe, shipped_recipes  # noqa: E402
-from pcpeft.engine.trainer import RunOptions, train  # noqa: E402
+from pcpeft.engine.recipe.yaml_io import ConfigError  # noqa: E402
+from pcpeft.engine.recipe.shipped import resolve_recipe, shipped_recipes  # noqa: E402
+from pcpeft.engine.training.finetune import RunOptions, train  # noqa: E402
 from pcpeft.commands.recipe_input import load_recipe  # noqa: E402
 from pcpeft.experiments.grid import SweepSpec, expand, parse_grid  # noqa: E402
 from pcpeft.experiments.stats import summarize  # noqa: E402

@@ -1,5 +1,5 @@
-"""The one training loop (pcpeft.engine.loop) under fine-tuning and pre-training: the schedule's every key holds in
-pre-training too, and the package holds a single epoch loop."""
+"""The one training loop (pcpeft.engine.training.loop) under fine-tuning and pre-training: the schedule's every key
+holds in pre-training too, and the package holds a single epoch loop."""
 from __future__ import annotations
 
 import re
@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from pcpeft.engine.pretrain import pretrain, pretrain_model
-from pcpeft.engine.schema import validate_recipe
+from pcpeft.engine.training.pretrain import pretrain, pretrain_model
+from pcpeft.engine.recipe.schema import validate_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,4 +48,4 @@ def test_pretraining_builds_its_model_through_the_registry(tmp_path):
 def test_one_epoch_loop_in_the_package():
     loops = [f"{path.relative_to(ROOT)}:{n}" for path in (ROOT / "pcpeft").rglob("*.py")
              for n, line in enumerate(path.read_text().splitlines(), 1) if re.search(r"for epoch in range", line)]
-    assert loops == ["pcpeft/engine/loop.py:" + loops[0].split(":")[1]] and len(loops) == 1, loops
+    assert loops == ["pcpeft/engine/training/loop.py:" + loops[0].split(":")[1]] and len(loops) == 1, loops

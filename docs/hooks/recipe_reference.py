@@ -3,11 +3,11 @@
 The page holds placeholders that this hook replaces:
 
 * ``<!-- recipe-reference -->``: one table per recipe section (``train``, ``test``, ``optimizer``, ``scheduler``,
-  ``augmentation``, ``pretrain``), per data set of ``pcpeft.engine.schema.DATASET_SECTIONS`` and per model config
-  of ``pcpeft.models.registry``, plus the options of every PEFT method and preset. Type, default and meaning come
-  from the pydantic ``model_fields`` (the model and method configs are dataclasses: their defaults are read from
-  a model built on the meta device, their meanings from the field's comment in the source).
-* ``<!-- shipped-recipes -->``: the list of ``pcpeft.engine.recipe_files.shipped_recipes()``.
+  ``augmentation``, ``pretrain``), per registered data set (``pcpeft.engine.data.dataset_sections()``) and per
+  model config of ``pcpeft.models.registry``, plus the options of every PEFT method and preset. Type, default and
+  meaning come from the pydantic ``model_fields`` (the model and method configs are dataclasses: their defaults are
+  read from a model built on the meta device, their meanings from the field's comment in the source).
+* ``<!-- shipped-recipes -->``: the list of ``pcpeft.engine.recipe.shipped.shipped_recipes()``.
 
 A key the code has and the page cannot describe still gets its row (type and default); ``NOTES`` adds meanings the
 code does not carry. A ``NOTES`` entry for a key that no longer exists is reported as a warning, which fails
@@ -421,7 +421,8 @@ def method_tables() -> str:
 
 
 def reference() -> str:
-    from pcpeft.engine import schema
+    from pcpeft.engine.data import dataset_sections
+    from pcpeft.engine.recipe import schema
 
     parts = ["## Top level\n", "Besides these keys, `_base_` names recipe files (one or a list, relative to this "
              "one) merged underneath, in order.\n", pydantic_table(schema.Recipe, skip=SETTINGS_NAMES)]
@@ -434,7 +435,7 @@ def reference() -> str:
         parts.append(pydantic_table(section))
     parts.append("## `dataset`: one section per data set\n\n`dataset.name` chooses the section; its keys are "
                  "checked against that section only.")
-    for name, section in schema.DATASET_SECTIONS.items():
+    for name, section in dataset_sections().items():
         doc = own_doc(section)
         parts.append(f"### `dataset.name: {name}` ({section.__name__})\n")
         if doc:
@@ -460,7 +461,7 @@ NOTES_CITATION = re.compile(r"\s*\((?:see )?(?:\.\./)?(?:shared[/])?reference[\w
 
 
 def shipped_list() -> str:
-    from pcpeft.engine.recipe_files import RECIPES_DIR, shipped_recipes
+    from pcpeft.engine.recipe.shipped import RECIPES_DIR, shipped_recipes
 
     rows = ["| recipe | what it is |", "| --- | --- |"]
     for name in shipped_recipes():
@@ -477,7 +478,7 @@ def shipped_list() -> str:
 
 def _check_notes() -> None:
     """Warn (fails --strict) about NOTES entries whose key the code no longer has."""
-    from pcpeft.engine import schema
+    from pcpeft.engine.recipe import schema
     from pcpeft.models import backbone_base, point_partseg, point_transformer, pointgpt, vit
     from pcpeft.peft import base, list_methods
 

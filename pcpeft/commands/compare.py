@@ -37,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..engine.compare import compare_modalities, default_comparison
+    from ..experiments.modalities import compare_modalities, default_comparison
 
     defaults = default_comparison()
     points = defaults.points.with_overrides(args.points_config, args.points_ckpts, args.points_opts)

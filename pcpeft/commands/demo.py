@@ -20,7 +20,7 @@ About 3-6 minutes on 2 CPU cores. The data are SYNTHETIC: the numbers say nothin
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..engine.demo import SIZES
+    from ..experiments.demo import SIZES
 
     add_out_dir(parser, "where the runs, results.json, results.md and routing.png go", default="demo_output")
     parser.add_argument("--size", default="default", choices=sorted(SIZES), help="default: the table; tiny: seconds")
@@ -37,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..engine.demo import run_demo
+    from ..experiments.demo import run_demo
 
     if args.seeds > 1:
         from ..experiments.demo_sweep import run_demo_seeds

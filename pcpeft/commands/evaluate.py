@@ -44,12 +44,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ..engine.distributed import cleanup, is_main_process
-    from ..engine.jsonfile import write_json
-    from ..engine.precision import log_precision, select_precision
-    from ..engine.runs import load_run
-    from ..engine.schema import validate_recipe
-    from ..engine.trainer import evaluate_run, load_for_test
+    from ..engine.training.distributed import cleanup, is_main_process
+    from ..engine.runs.json_files import write_json
+    from ..engine.training.precision import log_precision, select_precision
+    from ..engine.runs.loading import load_run
+    from ..engine.recipe.schema import validate_recipe
+    from ..engine.training.finetune import evaluate_run, load_for_test
 
     if args.run and args.config:
         raise UsageError(f"give RUN ({args.run}) or --config, not both: a run is evaluated with its own config.yaml")

@@ -53,14 +53,14 @@ def method_rows() -> list[tuple[str, str]]:
 
 
 def recipe_rows() -> list[tuple[str, str]]:
-    from ..engine.recipe_files import RECIPES_DIR, shipped_recipes
+    from ..engine.recipe.shipped import RECIPES_DIR, shipped_recipes
 
     return [(name, recipe_summary(RECIPES_DIR / f"{name}.yaml")) for name in shipped_recipes()
             if name.split("/")[0] not in FRAGMENT_FOLDERS]
 
 
 def sweep_rows() -> list[tuple[str, str]]:
-    from ..engine.recipe_files import RECIPES_DIR, shipped_recipes
+    from ..engine.recipe.shipped import RECIPES_DIR, shipped_recipes
 
     return [(name, recipe_summary(RECIPES_DIR / f"{name}.yaml")) for name in shipped_recipes()
             if name.startswith("sweeps/")]

@@ -39,9 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ..engine.file_predict import FileFailure, classify_files, collect_files, run_preprocessing
-    from ..engine.runs import load_run
-    from ..engine.schema import validate_recipe
+    from ..engine.runs.predict_files import FileFailure, classify_files, collect_files, run_preprocessing
+    from ..engine.runs.loading import load_run
+    from ..engine.recipe.schema import validate_recipe
 
     device = resolve_device(args.device)
     model = load_run(args.run, backbone=args.ckpts, device=device, checkpoint=args.checkpoint)

@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..engine.pretrain import pretrain
+    from ..engine.training.pretrain import pretrain
     from .recipe_input import load_recipe
 
     recipe = load_recipe(args.config, args.opts)

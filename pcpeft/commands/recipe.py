@@ -20,8 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..engine.official_recipes import is_official_recipe, translate_official_recipe
-    from ..engine.schema import validate_recipe
+    from ..engine.recipe.official import is_official_recipe, translate_official_recipe
+    from ..engine.recipe.schema import validate_recipe
     from .recipe_input import read_yaml_mapping
 
     path = Path(args.official)

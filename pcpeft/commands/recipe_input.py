@@ -9,8 +9,8 @@ from typing import Any, Sequence
 
 import yaml
 
-from ..engine.config import ConfigError, apply_overrides, load_config, read_yaml
-from ..engine.recipe_files import resolve_recipe
+from ..engine.recipe.yaml_io import ConfigError, apply_overrides, load_config, read_yaml
+from ..engine.recipe.shipped import resolve_recipe
 from ..errors import UserError
 
 LOG = logging.getLogger("pcpeft")
@@ -50,7 +50,7 @@ def load_recipe(name: str | Path, overrides: Sequence[str] = ()) -> LoadedRecipe
     unmapped keys are logged), and apply ``overrides``."""
     path = resolve_recipe(name)
     raw = read_yaml_mapping(path)
-    from ..engine.official_recipes import is_official_recipe, translate_official_recipe
+    from ..engine.recipe.official import is_official_recipe, translate_official_recipe
 
     if isinstance(raw, dict) and is_official_recipe(raw):
         translation = _translated(path, raw, translate_official_recipe)

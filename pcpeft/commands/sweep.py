@@ -51,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def spec_from_args(args: argparse.Namespace):
     """The :class:`SweepSpec` the arguments describe (a file, or --config and --grid), with --opts, --select,
     --ckpts and the resources applied."""
-    from ..engine.recipe_files import resolve_recipe
+    from ..engine.recipe.shipped import resolve_recipe
     from ..experiments.grid import SweepSpec, parse_grid, read_sweep_file
 
     if args.sweep and (args.config or args.grid):

@@ -58,8 +58,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..engine.distributed import cleanup
-    from ..engine.trainer import RunOptions, train
+    from ..engine.training.distributed import cleanup
+    from ..engine.training.finetune import RunOptions, train
     from .recipe_input import load_recipe
 
     amp_opts = ["train.amp=true", "train.amp_cpu=true"] if args.amp else []

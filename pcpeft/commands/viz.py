@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 from .. import viz
-from ..engine.data import batch_transforms, build_dataset
-from ..engine.schema import validate_dataset_recipe
+from ..engine.data import build_dataset, test_transform
+from ..engine.recipe.schema import validate_dataset_recipe
 from ..errors import UsageError
 from ..viz import window
 from .vocabulary import add_ckpts, add_config, add_opts, add_out, add_seed
@@ -156,8 +156,8 @@ def class_names(dataset, labels: np.ndarray) -> list[str]:
 
 
 def load_model(args, config):
-    from ..engine.runs import load_run
-    from ..engine.trainer import build_model, load_for_test
+    from ..engine.runs.loading import load_run
+    from ..engine.training.finetune import build_model, load_for_test
 
     if args.run:
         return load_run(args.run, backbone=args.ckpts)
@@ -169,7 +169,7 @@ def load_model(args, config):
 
 def part_panels(args, config, dataset) -> list:
     """Predicted and true parts of sample --index of a part-segmentation recipe's split, side by side."""
-    from ..engine.partseg_metrics import PartSegMeter, restricted_prediction
+    from ..engine.training.partseg_metrics import PartSegMeter, restricted_prediction
 
     if not hasattr(dataset, "category_parts"):
         raise UsageError(f"parts needs a part-segmentation recipe (task: partseg); {args.run or args.config} reads "
@@ -190,74 +190,104 @@ def part_panels(args, config, dataset) -> list:
                             list(dataset.category_parts[int(category)]), args.point_size or 3.0, miou)
 
 
-def run(args: argparse.Namespace) -> int:
-    check_arguments(args)
-    size = (args.width, args.height)
-    config = None
+def _read_config(args: argparse.Namespace) -> dict | None:
+    """The recipe of --run (its config.yaml) or --config, where the picture needs one."""
     if args.run and args.what != "curves":
-        from ..engine.runs import read_run_config
+        from ..engine.runs.loading import read_run_config
 
-        config = read_run_config(args.run)
-    elif args.config:
+        return read_run_config(args.run)
+    if args.config:
         from .recipe_input import load_recipe
 
-        config = load_recipe(args.config, args.opts).config
-    dataset = None
-    if config and args.what != "curves":
-        section = validate_dataset_recipe(config, str(args.run or args.config))
-        dataset = build_dataset(section.model_dump(), args.subset)
+        return load_recipe(args.config, args.opts).config
+    return None
 
-    def read_source() -> viz.CloudFile:
-        cloud = read_whole_source()
-        return cloud.select(viz.fps_index(cloud.points, args.npoints)) if args.npoints > 0 else cloud
 
-    def read_whole_source() -> viz.CloudFile:
+class Source:
+    """Where a picture's cloud comes from: FILE, or sample --index of the recipe's data set split."""
+
+    def __init__(self, args: argparse.Namespace, config: dict | None) -> None:
+        self.args = args
+        self.section = None
+        self.dataset = None
+        if config and args.what != "curves":
+            self.section = validate_dataset_recipe(config, str(args.run or args.config))
+            self.dataset = build_dataset(self.section, args.subset)
+
+    def whole(self) -> viz.CloudFile:
+        args = self.args
         if args.file:
             return viz.read_cloud(args.file)
-        if not 0 <= args.index < len(dataset):
-            raise UsageError(f"--index {args.index}: the {args.subset} split has {len(dataset)} samples")
-        sample = dataset[args.index][0].numpy()
+        if not 0 <= args.index < len(self.dataset):
+            raise UsageError(f"--index {args.index}: the {args.subset} split has {len(self.dataset)} samples")
+        sample = self.dataset[args.index][0].numpy()
         return viz.CloudFile(sample[:, :3], sample[:, 3:6] if sample.shape[1] >= 6 else None, None,
                              {str(i): sample[:, i] for i in range(sample.shape[1])})
 
-    up = args.up if args.up != "auto" else ("z" if args.file and args.file.lower().endswith(".off") else "y")
-    view = viz.View(args.elev, args.azim, up)
+    def cloud(self) -> viz.CloudFile:
+        """The cloud, FPS-subsampled to --npoints when that is set."""
+        cloud = self.whole()
+        return cloud.select(viz.fps_index(cloud.points, self.args.npoints)) if self.args.npoints > 0 else cloud
+
+    def eval_transform(self):
+        """The recipe's test-time sampling (FPS to dataset.npoints)."""
+        return test_transform(self.section.npoints)
+
+
+def _plot(args: argparse.Namespace, config: dict | None, source: Source, size: tuple[int, int]) -> None:
+    """The 2-D plots (t-SNE of pooled features, training curves), drawn with matplotlib."""
+    LOG.info(f"{args.what} is a 2-D plot: drawn with matplotlib")
+    if args.what == "tsne":
+        model = load_model(args, config)
+        features, labels = viz.pooled_features(model, source.dataset, source.eval_transform(), args.limit)
+        viz.render_tsne(features, labels, class_names(source.dataset, labels), args.out, size, args.seed)
+    else:
+        viz.render_curves(args.run, args.out, size, args.tags)
+
+
+def _panels(args: argparse.Namespace, config: dict | None, source: Source) -> tuple[list, int]:
+    """The 3-D panels of the picture and the number of columns they are laid out in."""
+    if args.what == "cloud":
+        cloud = source.cloud()
+        mode, values = cloud_values(args, cloud)
+        points = cloud.as_array() if mode == "normal" else cloud.points
+        return [viz.cloud_panel(points, mode, values, "", args.point_size or 3.0)], 1
+    if args.what == "groups":
+        return [viz.groups_panel(source.cloud().points, args.num_group, args.group_size, args.point_size or 3.0)], 1
+    if args.what == "parts":
+        return part_panels(args, config, source.dataset), 2
+    dataset = source.dataset
+    if args.what == "gallery":
+        labels = dataset_labels(dataset)
+        names = class_names(dataset, labels)
+        chosen = [i for c in range(len(names)) for i in np.flatnonzero(labels == c)[: args.per_class]]
+        return viz.gallery_panels([dataset[i][0].numpy() for i in chosen], [names[labels[i]] for i in chosen],
+                                  args.point_size or 2.0), args.columns
+    model = load_model(args, config)
+    cloud = torch.from_numpy(np.ascontiguousarray(source.cloud().points[None], np.float32))
+    points = source.eval_transform()(cloud)[0]
+    return viz.routing_panels(*viz.expert_choices(model, points), args.point_size or 3.0), args.columns
+
+
+def _up_axis(args: argparse.Namespace) -> str:
+    """--up, or with ``auto`` z for an OFF mesh (ModelNet's meshes are z-up) and y otherwise."""
+    if args.up != "auto":
+        return args.up
+    return "z" if args.file and args.file.lower().endswith(".off") else "y"
+
+
+def run(args: argparse.Namespace) -> int:
+    check_arguments(args)
+    size = (args.width, args.height)
+    config = _read_config(args)
+    source = Source(args, config)
+    view = viz.View(args.elev, args.azim, _up_axis(args))
+    panels = None
     if args.what in ("tsne", "curves"):
-        LOG.info(f"{args.what} is a 2-D plot: drawn with matplotlib")
-        if args.what == "tsne":
-            model = load_model(args, config)
-            features, labels = viz.pooled_features(model, dataset, batch_transforms(config, torch.Generator())[1],
-                                                   args.limit)
-            viz.render_tsne(features, labels, class_names(dataset, labels), args.out, size, args.seed)
-        else:
-            viz.render_curves(args.run, args.out, size, args.tags)
-        panels = None
+        _plot(args, config, source, size)
     else:
         renderer = viz.choose_renderer(args.renderer)
-        columns = 1
-        if args.what == "cloud":
-            cloud = read_source()
-            mode, values = cloud_values(args, cloud)
-            points = cloud.as_array() if mode == "normal" else cloud.points
-            panels = [viz.cloud_panel(points, mode, values, "", args.point_size or 3.0)]
-        elif args.what == "groups":
-            panels = [viz.groups_panel(read_source().points, args.num_group, args.group_size, args.point_size or 3.0)]
-        elif args.what == "parts":
-            panels = part_panels(args, config, dataset)
-            columns = 2
-        elif args.what == "gallery":
-            labels = dataset_labels(dataset)
-            names = class_names(dataset, labels)
-            chosen = [i for c in range(len(names)) for i in np.flatnonzero(labels == c)[: args.per_class]]
-            panels = viz.gallery_panels([dataset[i][0].numpy() for i in chosen], [names[labels[i]] for i in chosen],
-                                        args.point_size or 2.0)
-            columns = args.columns
-        else:
-            model = load_model(args, config)
-            eval_transform = batch_transforms(config, torch.Generator())[1]
-            points = eval_transform(torch.from_numpy(np.ascontiguousarray(read_source().points[None], np.float32)))[0]
-            panels = viz.routing_panels(*viz.expert_choices(model, points), args.point_size or 3.0)
-            columns = args.columns
+        panels, columns = _panels(args, config, source)
         viz.render_panels(panels, args.out, size, columns, renderer, view)
     print(f"wrote {args.out}")
     if args.html:

@@ -3,7 +3,7 @@ validation split and training randomness; the verdicts come from paired differen
 
     pcpeft demo --seeds 5
 
-Rows are the demo's (:data:`pcpeft.engine.demo.RUNS`), each with its learning rate; the epoch is chosen on the
+Rows are the demo's (:data:`pcpeft.experiments.demo.RUNS`), each with its learning rate; the epoch is chosen on the
 validation split of every run, and the test split chooses nothing.
 """
 from __future__ import annotations
@@ -12,8 +12,8 @@ import logging
 import time
 from pathlib import Path
 
-from ..engine.demo import RUNS, SIZES, verified_backbone
-from ..engine.jsonfile import write_json
+from .demo import RUNS, SIZES, verified_backbone
+from ..engine.runs.json_files import write_json
 from .grid import Resources, SweepSpec
 from .sweep import run_sweep
 from .table import Table, build_table, markdown, write_table

@@ -33,7 +33,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..engine.config import ConfigError, read_yaml
+from ..engine.recipe.yaml_io import ConfigError, read_yaml
 
 #: axes that are not recipe keys
 SPECIAL_AXES = ("peft", "seed", "recipe", "ckpts", "model")
@@ -135,8 +135,8 @@ def _value_text(value: Any) -> str:
 
 def _recipe_label(recipe: str) -> str:
     """The recipe's folder below the sweep folder, as ``pcpeft train`` names it below ``experiments/``."""
-    from ..engine.recipe_files import resolve_recipe
-    from ..engine.run_folder import recipe_run_name
+    from ..engine.recipe.shipped import resolve_recipe
+    from ..engine.runs.folders import recipe_run_name
 
     return recipe_run_name(resolve_recipe(recipe)).as_posix()
 
@@ -205,7 +205,7 @@ def check_trials(trials: list[Trial], check_files: bool = True) -> None:
     """Validate every trial's recipe, overrides and method before any trial starts (and, with ``check_files``,
     that its ``ckpts`` file exists): one :class:`ConfigError` naming the trial and what is wrong."""
     from ..commands.recipe_input import load_recipe
-    from ..engine.schema import validate_recipe
+    from ..engine.recipe.schema import validate_recipe
     from ..errors import UserError
     from ..peft import resolve_configs
 

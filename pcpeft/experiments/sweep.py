@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from ..engine.config import ConfigError
+from ..engine.recipe.yaml_io import ConfigError
 from .grid import SweepSpec, Trial, check_trials, expand
 from .ray_runner import SweepOutcome, run_trials
 from .trial import trial_folder, trial_state
@@ -63,19 +63,18 @@ def _check_same_sweep(spec: SweepSpec, out_dir: Path, resume: bool, plan: SweepP
 def prepare_generated_data(trials: list[Trial]) -> None:
     """Generate each synthetic data set the trials read, once, before trials run side by side."""
     from ..commands.recipe_input import load_recipe
-    from ..engine.data import SYNTHETIC_DATASETS, build_dataset
-    from ..engine.schema import validate_recipe
+    from ..engine.data import build_dataset
+    from ..engine.recipe.schema import validate_recipe
 
     seen: set[str] = set()
     for trial in trials:
         recipe = load_recipe(trial.recipe, trial.overrides)
         settings = validate_recipe(recipe.config, str(recipe.path))
-        spec = settings.dataset_spec
-        key = json.dumps(spec, sort_keys=True, default=str)
-        if spec.get("name") in SYNTHETIC_DATASETS and key not in seen:
+        key = settings.dataset.model_dump_json()
+        if settings.synthetic and key not in seen:
             seen.add(key)
             for subset in ("train", "test"):
-                build_dataset(spec, subset)
+                build_dataset(settings.dataset, subset)
 
 
 def run_sweep(spec: SweepSpec, out_dir: str | Path, resume: bool = False, address: str | None = None,

@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from ..engine.config import ConfigError
+from ..engine.recipe.yaml_io import ConfigError
 from .stats import Paired, Summary, paired, summarize
 
 EPOCH_LABELS = {"val": "epoch chosen on validation", "last": "last epoch",

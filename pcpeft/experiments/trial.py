@@ -52,7 +52,7 @@ def run_trial(record: dict, out_dir: str, device: str = "cpu", threads: int | No
     import torch
 
     from ..commands.recipe_input import load_recipe
-    from ..engine.trainer import RunOptions, train
+    from ..engine.training.finetune import RunOptions, train
 
     if threads:
         torch.set_num_threads(max(1, int(threads)))

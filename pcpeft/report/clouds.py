@@ -121,7 +121,7 @@ def model_input(settings, points: torch.Tensor) -> torch.Tensor:
     """A test cloud (N, C) as the model sees it: the recipe's test transform (FPS to ``dataset.npoints``)."""
     from ..engine.data import test_transform
 
-    npoints = settings.dataset_spec.get("npoints") or len(points)
+    npoints = settings.dataset.npoints
     return test_transform(npoints)(points[None, :, :3].float().contiguous())[0]
 
 

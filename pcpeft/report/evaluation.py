@@ -8,15 +8,15 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..engine.evaluate import compute_metrics, predict
-from ..engine.schema import Settings
-from ..engine.tasks import task_for
+from ..engine.training.prediction import compute_metrics, predict
+from ..engine.recipe.schema import Settings
+from ..engine.training.tasks import task_for
 
 
 @dataclass
 class ClassPredictions:
     """Per test sample: label, prediction and the softmax probability of the prediction; and the metrics of
-    :func:`pcpeft.engine.evaluate.compute_metrics` (accuracy, mean class accuracy, confusion matrix)."""
+    :func:`pcpeft.engine.training.prediction.compute_metrics` (accuracy, mean class accuracy, confusion matrix)."""
 
     labels: np.ndarray  # (N,) int
     predicted: np.ndarray  # (N,) int
@@ -31,7 +31,7 @@ class ClassPredictions:
 @dataclass
 class PartPredictions:
     """Per test shape: its category, predicted and true part labels (N,) and shape IoU (%); and the metrics of
-    :class:`pcpeft.engine.partseg_metrics.PartSegMeter` (instance / class mIoU, per-category IoU)."""
+    :class:`pcpeft.engine.training.partseg_metrics.PartSegMeter` (instance / class mIoU, per-category IoU)."""
 
     categories: np.ndarray  # (S,) int
     predicted: list[np.ndarray]
@@ -55,7 +55,7 @@ def classify(model: torch.nn.Module, settings: Settings, dataset: Dataset, devic
 def segment(model: torch.nn.Module, settings: Settings, dataset: Dataset, device: torch.device) -> PartPredictions:
     """One pass of the part-segmentation model over the test split; predictions restricted to each shape's own
     category's parts and scored as the official ShapeNetPart evaluation (``pcpeft test``'s numbers)."""
-    from ..engine.partseg_metrics import PartSegMeter, restricted_prediction, shape_iou
+    from ..engine.training.partseg_metrics import PartSegMeter, restricted_prediction, shape_iou
 
     model.eval()
     meter = PartSegMeter(dataset.categories, dataset.category_parts)

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import torch
 
-from ..engine.data import build_dataset, is_image_config
-from ..engine.data_checks import check_not_empty
-from ..engine.runs import load_run, read_run_config
-from ..engine.schema import validate_recipe
+from ..engine.data import build_dataset
+from ..engine.data.checks import check_not_empty
+from ..engine.runs.loading import load_run, read_run_config
+from ..engine.recipe.schema import validate_recipe
 from ..viz import distinct_colors
 from . import clouds as cloud_views
 from .card import card_data, card_html, run_card
@@ -65,21 +65,21 @@ def build_run_report(run: str | Path, out: str | Path | None = None, options: Re
     config = read_run_config(run_dir)
     results = read_results(run_dir)
     out = Path(out) if out is not None else run_dir / REPORT_NAME
-    images = is_image_config(config)
-    task = results.get("task") or config.get("task") or "classification"
+    settings = validate_recipe(config, str(run_dir / "config.yaml"))
+    images = settings.modality == "images"
+    task = results.get("task") or settings.task
     if options.color != "height" and (images or task != "classification"):
         what = "an image run has no point clouds" if images else "a part-segmentation page colours shapes by part"
         raise ReportError(f"--color {options.color}: {run_dir}: {what}; leave --color out")
     device = torch.device(options.device)
     model = load_run(run_dir, backbone=options.ckpts, device=device, checkpoint=options.checkpoint)
-    settings = validate_recipe(model.run_config, str(run_dir / "config.yaml"))
     if options.clouds and not images and task == "classification":
         cloud_views.check_coloring(options.color, options.block, model.cpu(), str(run_dir))
         model.to(device)
-    test_set = build_dataset(settings.dataset_spec, "test")
-    check_not_empty(test_set, settings.dataset_spec, "test")
+    test_set = build_dataset(settings.dataset, "test")
+    check_not_empty(test_set, settings.dataset, "test")
 
-    method = (config.get("run") or {}).get("peft")
+    method = (settings.recipe.run or {}).get("peft")
     methods = method if isinstance(method, str) else "+".join(results.get("methods") or []) or "?"
     page = Page(f"{run_dir.name}: {methods} on {results.get('dataset')}",
                 f"pcpeft report of {run_dir} ({options.checkpoint} checkpoint)")
@@ -163,7 +163,7 @@ def _add_classification(page: Page, model, settings, test_set, device, options: 
         gallery.append({"index": index, "label": names[label], "predicted": names[predicted],
                         "probability": probability, "correct": correct, "points": cloud_views.drawn_points(figure)})
     wrong = int((predictions.labels != predictions.predicted).sum())
-    npoints = settings.dataset_spec.get("npoints")
+    npoints = settings.dataset.npoints
     body = (f'<p class="note">{len(order)} of the {len(test_set)} test clouds, the {wrong} misclassified first '
             f"(most confident mistakes first), then correct ones from each class in turn. "
             f"{_coloring_note(model, options)} Each view draws at most {limit} points (the model saw {npoints} a "

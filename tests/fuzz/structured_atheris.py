@@ -30,8 +30,8 @@ INSTRUMENTED = ["pcpeft", "yaml", "h5py", "safetensors", "pickle", "json", "zipf
 #: modules imported (and so instrumented) before fuzzing: the readers and what they import lazily
 READER_MODULES = ["pcpeft.datasets.h5", "pcpeft.datasets.scanobjectnn", "pcpeft.datasets.modelnet",
                   "pcpeft.io.safe_pickle", "pcpeft.io.safe_torch", "pcpeft.models.checkpoints",
-                  "pcpeft.peft.adapter_files", "pcpeft.export.weights_export", "pcpeft.engine.config",
-                  "pcpeft.engine.schema", "pcpeft.commands.recipe_input", "pcpeft.engine.official_recipes",
+                  "pcpeft.peft.adapter_files", "pcpeft.export.weights_export", "pcpeft.engine.recipe.yaml_io",
+                  "pcpeft.engine.recipe.schema", "pcpeft.commands.recipe_input", "pcpeft.engine.recipe.official",
                   "torch._weights_only_unpickler"]
 SAVED_PER_KIND = 3
 

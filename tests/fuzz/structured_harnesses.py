@@ -615,7 +615,7 @@ def _recipe_folder() -> Path:
 
 def _call_recipe(data: bytes) -> Any:
     from pcpeft.commands.recipe_input import load_recipe
-    from pcpeft.engine.schema import validate_recipe
+    from pcpeft.engine.recipe.schema import validate_recipe
 
     path = _recipe_folder() / "sub" / "recipe.yaml"
     path.write_bytes(data)
@@ -633,14 +633,14 @@ def recipe_yaml(data: bytes) -> None:
     _warm_up("recipe_yaml")
     settings = _call_recipe(data)
     if settings is not None:
-        from pcpeft.engine.schema import Settings
+        from pcpeft.engine.recipe.schema import Settings
 
         if not isinstance(settings, Settings) or not isinstance(settings.raw, dict):
             raise PropertyViolation(f"recipe_yaml: returned {type(settings).__name__}")
 
 
 def _call_overrides(data: bytes) -> Any:
-    from pcpeft.engine.config import apply_overrides, load_config
+    from pcpeft.engine.recipe.yaml_io import apply_overrides, load_config
 
     config = load_config(_recipe_folder() / "base.yaml")
     text = data.decode("utf-8", errors="replace")

@@ -693,7 +693,7 @@ def test_an_official_recipes_data_set_file_that_is_not_yaml_is_refused_naming_th
 @given(mutated("torch_checkpoint"))
 def test_training_checkpoints_for_resume_keep_the_property(data: bytes) -> None:
     """``--resume`` reads its checkpoint through the same weights-only loader (one byte ``)`` ended in IndexError)."""
-    from pcpeft.engine.checkpointing import load_training_state
+    from pcpeft.engine.runs.training_state import load_training_state
 
     path = H._folder("resume") / "ckpt-last.pth"
     path.write_bytes(data)

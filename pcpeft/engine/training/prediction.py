@@ -8,9 +8,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from ..datasets.transforms import ScaleAndTranslate, oversample_size
-from ..ops.fps import farthest_point_sample
-from ..ops.grouping import gather_points
+from ...datasets.transforms import ScaleAndTranslate, oversample_size
+from ...ops.fps import farthest_point_sample
+from ...ops.grouping import gather_points
 from .distributed import gather_ordered, shard_indices
 
 

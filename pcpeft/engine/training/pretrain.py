@@ -15,16 +15,16 @@ from typing import Callable
 
 import torch
 
-from ..datasets.transforms import RandomSubsetOfFPS, ScaleAndTranslate
-from ..models.registry import create_model, model_options
-from .checkpointing import load_training_state
-from .config import ConfigError, save_config
-from .data import build_dataset
+from ...datasets.transforms import RandomSubsetOfFPS, ScaleAndTranslate
+from ...models.registry import create_model, model_options
+from ..runs.training_state import load_training_state
+from ..recipe.yaml_io import ConfigError, save_config
+from ..data import build_dataset
 from .hooks import CheckpointHook, LogHook
 from .loop import LoopData, TrainingLoop, plain_step
 from .optim import CosineWarmupSchedule, build_optimizer
-from .run_folder import RunFolder
-from .schema import Settings, validate_recipe
+from ..runs.folders import RunFolder
+from ..recipe.schema import Settings, validate_recipe
 from .seeding import seed_everything
 from .tasks import StepResult
 
@@ -91,7 +91,7 @@ def _pretrain(settings: Settings, config: dict, out_dir: Path, seed: int, device
               resume: bool, stop_after_epochs: int | None) -> Path:
     seed_everything(seed)
     model = pretrain_model(settings).to(device)
-    dataset = build_dataset(settings.dataset_spec, "train", seed=seed)
+    dataset = build_dataset(settings.dataset, "train", seed=seed)
     tcfg, sched, epochs = settings.train, settings.scheduler, settings.scheduler.epochs
     if tcfg.drop_last and tcfg.batch_size > len(dataset):
         raise ConfigError(f"train.batch_size {tcfg.batch_size} is larger than the pre-training set ({len(dataset)} "
@@ -109,7 +109,7 @@ def _pretrain(settings: Settings, config: dict, out_dir: Path, seed: int, device
                 "loss": record["train_loss"], "seed": seed, "config": config}
 
     hooks = [LogHook(_pretrain_line), CheckpointHook(path, payload)]
-    loop = TrainingLoop(model, model, PretrainTask(settings.dataset_spec["npoints"]), optimizer, schedule,
+    loop = TrainingLoop(model, model, PretrainTask(settings.dataset.npoints), optimizer, schedule,
                         LoopData(dataset, tcfg.batch_size, tcfg.drop_last, tcfg.num_workers), plain_step(), device,
                         seed, epochs, hooks, progress=progress, desc="pretrain")
     loop.run(start, epochs if stop_after_epochs is None else min(epochs, start + stop_after_epochs))

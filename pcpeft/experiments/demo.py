@@ -21,9 +21,9 @@ import torch
 
 from ..datasets.demo_shapes import CLASSES
 from ..errors import UserError
-from .config import load_config
-from .recipe_files import RECIPES_DIR
-from .trainer import RunOptions, evaluate_run, load_for_test, train, write_json
+from ..engine.recipe.yaml_io import load_config
+from ..engine.recipe.shipped import RECIPES_DIR
+from ..engine.training.finetune import RunOptions, evaluate_run, load_for_test, train, write_json
 
 LOG = logging.getLogger("pcpeft")
 
@@ -93,7 +93,7 @@ def demo_config(data_root: Path, size: dict, lr: float, seed: int, amp: bool = F
 
 def pretrain_backbone(out: Path, seed: int, progress: bool) -> Path:
     """Redo the shipped pre-training (``--pretrain``): ``cfgs/pretrain_synthetic.yaml`` into ``out/pretrain``."""
-    from .pretrain import pretrain
+    from ..engine.training.pretrain import pretrain
 
     config = load_config(PRETRAIN_RECIPE)
     config["dataset"]["root"] = str(out / "synthetic_pool")
@@ -146,7 +146,7 @@ def run_demo(out: str | Path = "demo_output", size: str = "default", seed: int =
 
 def training_precision(amp: bool) -> str:
     """What the training steps run in (the trainer picks it the same way), evaluation being fp32."""
-    from .precision import select_precision
+    from ..engine.training.precision import select_precision
 
     chosen = select_precision(torch.device("cpu"), False, amp)
     return f"training steps in {'bf16' if chosen.enabled else 'fp32'}: {chosen.reason}; evaluation in fp32"
@@ -163,11 +163,13 @@ def merged_ssf_accuracy(config: dict, run_dir: Path, backbone: Path) -> float:
 
 def routing_picture(config: dict, run_dir: Path, backbone: Path, path: Path) -> Path:
     from .. import viz
-    from .data import batch_transforms, build_dataset
+    from ..engine.data import build_dataset, test_transform
+    from ..engine.recipe.schema import validate_recipe
 
     model = load_for_test(config, str(backbone), str(run_dir / "adapter-best"), torch.device("cpu"))
-    sample = build_dataset(config["dataset"], "test")[0][0]
-    points = batch_transforms(config, torch.Generator())[1](sample[None])[0]
+    section = validate_recipe(config, str(run_dir / "config.yaml")).dataset
+    sample = build_dataset(section, "test")[0][0]
+    points = test_transform(section.npoints)(sample[None])[0]
     panels = viz.routing_panels(*viz.expert_choices(model, points), 3.0)
     return viz.render_panels(panels, path, (1000, 500), 4, "auto", viz.View())
 

@@ -20,7 +20,7 @@ from typing import Any, Iterable
 
 import yaml
 
-from ..errors import UserError
+from ...errors import UserError
 
 
 #: the largest recipe file read (the shipped ones take a few kB)

@@ -13,7 +13,7 @@ share one recipe dialect::
     grad_norm_clip: 10
 
 :func:`translate_official_recipe` reads such a file and returns a :class:`Translation`: a whole pcpeft recipe
-(``_base_`` already merged) that :func:`~pcpeft.engine.schema.validate_recipe` accepts, the list of decisions
+(``_base_`` already merged) that :func:`~pcpeft.engine.recipe.schema.validate_recipe` accepts, the list of decisions
 (which key decided what, and why), the list of keys that cannot be mapped (each with its reason), and the name of
 the shipped recipe with the same settings when there is one.
 
@@ -34,8 +34,8 @@ from typing import TYPE_CHECKING, Any, Iterable, Optional
 
 import yaml
 
-from .config import ConfigError, deep_merge, load_config, read_yaml
-from .recipe_files import RECIPES_DIR, shipped_recipes
+from .yaml_io import ConfigError, deep_merge, load_config, read_yaml
+from .shipped import RECIPES_DIR, shipped_recipes
 
 if TYPE_CHECKING:
     from .schema import Settings
@@ -591,7 +591,7 @@ def _dapt(model: dict, origin: _Origin, ledger: _Ledger) -> dict:
 
 def _idpt(model: dict, ledger: _Ledger) -> dict:
     """IDPT's options -> ``{method: idpt, prompt_layer, head_input}``."""
-    from ..peft.prompts import HEAD_INPUTS
+    from ...peft.prompts import HEAD_INPUTS
 
     peft: dict[str, Any] = {"method": "idpt", "prompt_layer": _required(model, "prompt_layer", "model", ledger, int)}
     head = model.get("cls_type", "all")
@@ -1019,7 +1019,7 @@ def _comparable(settings: Settings) -> dict:
     schema = _model_schema(settings.model_name)
     model = schema.model_validate(settings.model).model_dump() if schema is not None else dict(settings.model)
     train = settings.train
-    return {"task": settings.task, "model": model, "dataset": settings.dataset_spec,
+    return {"task": settings.task, "model": model, "dataset": settings.dataset.model_dump(),
             "peft": _peft_filled(settings.peft),
             "optimizer": settings.optimizer.model_dump(), "scheduler": settings.scheduler.model_dump(),
             "train": {"batch_size": train.batch_size, "grad_clip": train.grad_clip,
@@ -1031,7 +1031,7 @@ def _peft_filled(peft: Any) -> Any:
     """A PEFT spec as its configs' fields (defaults filled in); None (full fine-tuning) stays None."""
     if peft is None:
         return None
-    from ..peft import resolve_configs
+    from ...peft import resolve_configs
 
     try:
         configs = resolve_configs(peft)

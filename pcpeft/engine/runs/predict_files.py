@@ -14,10 +14,10 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
-from ..datasets.errors import DatasetError
-from ..datasets.point_files import CLOUD_SUFFIXES
-from ..datasets.point_folder import Preprocessing, cloud_files, prepare_cloud
-from .evaluate import predict, predict_vote
+from ...datasets.errors import DatasetError
+from ...datasets.point_files import CLOUD_SUFFIXES
+from ...datasets.point_folder import Preprocessing, cloud_files, prepare_cloud
+from ..training.prediction import predict, predict_vote
 
 
 @dataclass
@@ -48,8 +48,9 @@ class FileFailure:
 def run_preprocessing(settings) -> Preprocessing:
     """The preprocessing a run's data went through: its dataset section's npoints (and, for a PointCloudFolder,
     mesh_points / upsample / nan_points; other data sets use the folder defaults for those)."""
-    spec = settings.dataset_spec
-    fields = {k: spec[k] for k in ("npoints", "mesh_points", "upsample", "nan_points") if k in spec}
+    section = settings.dataset
+    fields = {k: getattr(section, k) for k in ("npoints", "mesh_points", "upsample", "nan_points")
+              if hasattr(section, k)}
     return Preprocessing(**fields)
 
 
@@ -81,7 +82,7 @@ def classify_files(model: torch.nn.Module, files: Sequence[Path], preprocessing:
     the voting of ``tools/test.py``); 0: one deterministic pass."""
     from tqdm import tqdm
 
-    from ..progress import shown
+    from ...progress import shown
 
     results: list[FilePrediction | FileFailure | None] = []
     clouds, where = [], []

@@ -25,10 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import UserError
-from .config import apply_overrides, load_config
+from ..engine.recipe.yaml_io import apply_overrides, load_config
 from .demo import ASSETS, RUNS as DEMO_RUNS, SIZES as DEMO_SIZES, BackboneChecksumError, verified_backbone
-from .recipe_files import resolve_recipe
-from .trainer import RunOptions, train
+from ..engine.recipe.shipped import resolve_recipe
+from ..engine.training.finetune import RunOptions, train
 
 POINTS_BACKBONE = ASSETS / "demo_backbone.safetensors"
 POINTS_BACKBONE_RECORD = ASSETS / "demo_backbone.json"
@@ -102,7 +102,7 @@ def verified_images_backbone() -> tuple[Path, str]:
                                     f"'command' and 'asset_command'") from err
 
 
-#: the 3D side is the demo's fine-tuning setting (:mod:`pcpeft.engine.demo`: its sizes, 20 epochs, and its learning
+#: the 3D side is the demo's fine-tuning setting (:mod:`pcpeft.experiments.demo`: its sizes, 20 epochs, and its learning
 #: rates, chosen there on the validation split)
 POINTS_SIZE = DEMO_SIZES["default"]
 POINTS_LR = {method: lr for _, method, init, lr in DEMO_RUNS if init == "pretrained"}

@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 from torch.utils.data import Dataset
 
-from .checkpointing import save_atomic, save_best
+from ..runs.training_state import save_atomic, save_best
 
 LOG = logging.getLogger("pcpeft")
 

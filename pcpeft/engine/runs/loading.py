@@ -22,9 +22,9 @@ import numpy as np
 import torch
 import yaml
 
-from ..errors import UserError
-from ..models.checkpoints import CheckpointError, read_checkpoint_file
-from ..peft import PeftModel, config_from_dict, get_peft_model
+from ...errors import UserError
+from ...models.checkpoints import CheckpointError, read_checkpoint_file
+from ...peft import PeftModel, config_from_dict, get_peft_model
 
 LOG = logging.getLogger("pcpeft")
 
@@ -59,7 +59,7 @@ def backbone_file_record(ckpts: str | os.PathLike) -> dict:
 @contextmanager
 def _seeded(seed: int) -> Iterator[None]:
     """Seed python, numpy and torch as the trainer does, restoring the caller's random states afterwards."""
-    from .seeding import seed_everything
+    from ..training.seeding import seed_everything
 
     py_state, np_state = random.getstate(), np.random.get_state()
     with torch.random.fork_rng(devices=[]):
@@ -80,7 +80,7 @@ def read_run_config(run_dir: str | os.PathLike) -> dict:
     try:
         config = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
-        from .config import yaml_error
+        from ..recipe.yaml_io import yaml_error
 
         raise RunLoadError(str(yaml_error(path, err))) from None
     if not isinstance(config, dict) or "model" not in config:
@@ -133,9 +133,9 @@ def load_run(run_dir: str | os.PathLike, backbone: str | os.PathLike | None = No
         a :class:`PeftModel` (points (B, N, 3) -> logits (B, classes)) with ``class_names`` (tuple of str),
         ``run_config`` (the run's config.yaml as a dict) and ``run_dir``.
     """
-    from .model_setup import create_backbone, load_pretrained
-    from .schema import validate_recipe
-    from .checkpointing import restore_model_payload
+    from ..training.model_setup import create_backbone, load_pretrained
+    from ..recipe.schema import validate_recipe
+    from .training_state import restore_model_payload
 
     if checkpoint not in ("best", "last"):
         raise RunLoadError(f"checkpoint must be 'best' or 'last', got {checkpoint!r}")

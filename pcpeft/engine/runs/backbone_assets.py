@@ -2,8 +2,8 @@
 (the classification head left out) as a safetensors file, with a JSON record beside it saying what it is, how it
 was made and its sha256.
 
-    python -m pcpeft.engine.assets RUN_DIR OUT.safetensors --what "..." --command "THE TRAINING COMMAND" \
-        --wall_time_seconds N
+    python -m pcpeft.engine.runs.backbone_assets RUN_DIR OUT.safetensors --what "..." \
+        --command "THE TRAINING COMMAND" --wall_time_seconds N
 
 The tensors are the last epoch's (``ckpt-last.pth``; a pre-training run has no validation split to choose on),
 stored in float16 by default (half the size; loading casts them to the model's float32).
@@ -22,10 +22,10 @@ from pathlib import Path
 
 import torch
 
-from ..errors import UserError
-from ..models.checkpoints import load_checkpoint_object, read_checkpoint_file
-from .runs import file_sha256, read_run_config
-from .schema import validate_recipe
+from ...errors import UserError
+from ...models.checkpoints import load_checkpoint_object, read_checkpoint_file
+from .loading import file_sha256, read_run_config
+from ..recipe.schema import validate_recipe
 
 
 class AssetError(UserError):
@@ -49,7 +49,7 @@ def backbone_tensors(run_dir: str | Path) -> dict[str, torch.Tensor]:
 
 def _model_of(run_dir: Path):
     """A fresh model built from the run's ``config.yaml`` (the architecture the tensors belong to)."""
-    from .model_setup import create_backbone
+    from ..training.model_setup import create_backbone
 
     config = read_run_config(run_dir)
     return create_backbone(validate_recipe({k: v for k, v in config.items() if k != "run"}, str(run_dir)))
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
     record = {"what": args.what, "command": args.command,
-              "asset_command": shlex.join(["python", "-m", "pcpeft.engine.assets", *argv]),
+              "asset_command": shlex.join(["python", "-m", "pcpeft.engine.runs.backbone_assets", *argv]),
               "wall_time_seconds": round(args.wall_time_seconds), "machine": args.machine or machine_in_words()}
     if args.cpu_time_seconds is not None:
         record["cpu_time_seconds"] = round(args.cpu_time_seconds)
@@ -133,6 +133,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    from ..cli import run_tool
+    from ...cli import run_tool
 
     run_tool(main)

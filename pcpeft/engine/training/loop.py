@@ -44,7 +44,7 @@ class StepSettings:
 
     grad_clip: float | None
     aux_loss_weight: float
-    precision: Any  # pcpeft.engine.precision.Precision
+    precision: Any  # pcpeft.engine.training.precision.Precision
     scaler: torch.amp.GradScaler
 
 
@@ -116,7 +116,7 @@ class TrainingLoop:
     def _train_epoch(self, loader: DataLoader, transform: Callable, epoch: int) -> dict[str, float]:
         from tqdm import tqdm
 
-        from ..progress import shown
+        from ...progress import shown
 
         losses, aux_losses, correct, seen = [], [], 0, 0
         bar = tqdm(loader, desc=f"{self.desc} {epoch + 1}/{self.epochs}", leave=False,

@@ -12,8 +12,9 @@ import numpy as np
 from torch import nn
 from torch.utils.data import Dataset, Subset
 
-from ..datasets.errors import DatasetError
-from .config import ConfigError
+from ...datasets.errors import DatasetError
+from ..recipe.schema import Section
+from ..recipe.yaml_io import ConfigError
 
 #: the words a message uses for a split -> the split's name in the data set's files and folders
 SPLIT_FOLDERS = {"training": "train", "validation": "val"}
@@ -36,8 +37,9 @@ def _modelnet_source(data: Any, subset: str) -> Path:
     return cache if cache.is_file() else root / f"modelnet{count}_{subset}.txt"
 
 
-def split_source(dataset: Dataset, spec: dict, subset: str) -> str:
-    """The file or folder the samples of ``dataset`` (split ``subset`` of the recipe's ``spec``) were read from:
+def split_source(dataset: Dataset, section: Section, subset: str) -> str:
+    """The file or folder the samples of ``dataset`` (split ``subset`` of the recipe's dataset ``section``) were read
+    from:
     the h5 file (ScanObjectNN, the demo set), the few-shot pickle, the list or cache file (ModelNet40), the split
     folder (a PointCloudFolder), else ``dataset.root``."""
     subset = SPLIT_FOLDERS.get(subset, subset)
@@ -50,15 +52,15 @@ def split_source(dataset: Dataset, spec: dict, subset: str) -> str:
         return f"{folder}/"
     if type(data).__name__ == "ModelNet40":
         return str(_modelnet_source(data, subset))
-    return str(spec.get("root") or spec.get("name"))
+    return str(section.root or section.name)
 
 
-def check_not_empty(dataset: Dataset, spec: dict, subset: str) -> None:
+def check_not_empty(dataset: Dataset, section: Section, subset: str) -> None:
     """A :class:`DatasetError` naming the file that held no samples when ``dataset`` is empty."""
     if len(dataset) == 0:
         what = {"train": "training", "val": "validation"}.get(subset, subset)
-        raise DatasetError(f"{split_source(dataset, spec, subset)}: holds no samples, so the {what} split of "
-                           f"{spec.get('name')} is empty; check that file (or dataset.root = {spec.get('root')})")
+        raise DatasetError(f"{split_source(dataset, section, subset)}: holds no samples, so the {what} split of "
+                           f"{section.name} is empty; check that file (or dataset.root = {section.root})")
 
 
 def dataset_labels(dataset: Dataset) -> np.ndarray | None:
@@ -84,22 +86,22 @@ def data_class_count(dataset: Dataset) -> tuple[int, int | None]:
     return (len(classes) if isinstance(classes, (list, tuple)) else 0), None
 
 
-def check_class_count(num_classes: int, splits: dict[str, Dataset], spec: dict) -> None:
+def check_class_count(num_classes: int, splits: dict[str, Dataset], section: Section) -> None:
     """A :class:`ConfigError` when a label of any split (``{'train': ..., 'test': ...}``) is outside the model's
     ``model.num_classes`` logits, naming both counts and the file the labels came from."""
     for subset, dataset in splits.items():
         count, largest = data_class_count(dataset)
         if count > num_classes:
             labels = f"labels 0..{largest}" if largest is not None else "its class list"
-            raise ConfigError(f"model.num_classes = {num_classes}, but the {subset} data of {spec.get('name')} "
-                              f"({split_source(dataset, spec, subset)}) has {count} classes ({labels}): set "
+            raise ConfigError(f"model.num_classes = {num_classes}, but the {subset} data of {section.name} "
+                              f"({split_source(dataset, section, subset)}) has {count} classes ({labels}): set "
                               f"model.num_classes: {count} in the recipe (or --opts model.num_classes={count})")
 
 
-def check_grouping(model: nn.Module, spec: dict) -> None:
+def check_grouping(model: nn.Module, section: Section) -> None:
     """A :class:`ConfigError` when the model groups more centres (``model.num_group``) or more neighbours
     (``model.group_size``) than the clouds it is given have points (``dataset.npoints``)."""
-    npoints = spec.get("npoints")
+    npoints = getattr(section, "npoints", None)  # an image data set has none
     config = getattr(getattr(model, "base_model", model), "config", None)
     if npoints is None or config is None:
         return

@@ -24,9 +24,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from .config import ConfigError
+from ..recipe.yaml_io import ConfigError
 from .distributed import gather_ordered, shard_indices
-from .evaluate import compute_metrics, predict, predict_vote
+from .prediction import compute_metrics, predict, predict_vote
 
 
 @dataclass
@@ -58,20 +58,20 @@ class ClassificationTask:
         self.label_smoothing = settings.train.label_smoothing
 
     def transforms(self, generator: torch.Generator) -> tuple[Callable, Callable]:
-        from .data import batch_transforms
+        from ..data import batch_transforms
 
-        return batch_transforms(self.settings.raw, generator)
+        return batch_transforms(self.settings, generator)
 
     def check_data(self, model: nn.Module, train_set: Dataset) -> None:
         """Nothing beyond the class-folder count (checked with the data set's record)."""
 
     def describe_augmentation(self) -> str:
-        from .data import describe_augmentation, is_image_config
+        from ..data import describe_augmentation
 
         augmentation = self.settings.augmentation
-        if is_image_config(self.settings.raw):
+        if self.settings.modality == "images":
             return "hflip" if augmentation.hflip else "none"
-        return describe_augmentation(augmentation.model_dump())
+        return describe_augmentation(augmentation)
 
     def training_loss(self, model: nn.Module, batch, transform: Callable, device: torch.device) -> StepResult:
         points, labels = batch
@@ -95,11 +95,9 @@ class ClassificationTask:
              rank: int, world: int) -> dict:
         batch = self.settings.eval_batch_size
         if vote:
-            from .data import is_image_config
-
-            if is_image_config(self.settings.raw):
+            if self.settings.modality == "images":
                 raise ConfigError("voting re-samples point clouds; it does not apply to image datasets")
-            npoints = self.settings.dataset_spec.get("npoints")
+            npoints = self.settings.dataset.npoints
             logits, labels = predict_vote(model, test_set, npoints, device, times, batch, seed, rank=rank,
                                           world=world)
             return compute_metrics(logits, labels, self.num_classes)
@@ -151,13 +149,13 @@ class PartSegTask:
 
     def check_data(self, model: nn.Module, train_set: Dataset) -> None:
         """The data's categories and parts fit the model (the counts are fixed by the model's head)."""
-        if self.settings.dataset_spec.get("normal_channel"):
+        if self.settings.dataset.normal_channel:
             raise ConfigError("dataset.normal_channel: true, but the Point-MAE segmentation network reads xyz only "
                               "(the official default); the normals would be ignored - set it to false")
         base = _underlying(train_set)
         net = getattr(model, "base_model", model)
         if base.num_categories != net.num_categories or base.num_parts > net.num_parts:
-            raise ConfigError(f"{self.settings.dataset_spec.get('root')} has {base.num_categories} categories and "
+            raise ConfigError(f"{self.settings.dataset.root} has {base.num_categories} categories and "
                               f"{base.num_parts} parts, but the model was built for model.num_categories = "
                               f"{net.num_categories} and model.num_parts = {net.num_parts}: set them to the data's")
 

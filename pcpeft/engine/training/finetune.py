@@ -22,23 +22,24 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from ..datasets.errors import DatasetError
-from ..peft import PeftModel
-from .checkpointing import load_training_state, model_payload, restore_model_payload
-from .config import ConfigError, save_config
-from .data import SYNTHETIC_DATASETS, build_dataset, dataset_record, is_image_config, validation_dataset
-from .data_checks import check_class_count, check_grouping, check_not_empty, split_source
+from ...datasets.errors import DatasetError
+from ...peft import PeftModel
+from ..runs.training_state import load_training_state, model_payload, restore_model_payload
+from ..recipe.yaml_io import ConfigError, save_config
+from ..data import build_dataset, dataset_record, validation_dataset
+from ..data.checks import check_class_count, check_grouping, check_not_empty, split_source
 from .distributed import barrier, init_distributed
 from .hooks import CheckpointHook, EvaluationHook, History, LogHook, record_line
-from .jsonfile import json_safe, write_json
+from ..runs.json_files import json_safe, write_json
 from .loop import LoopData, StepSettings, TrainingLoop
 from .model_setup import build_model, load_for_test
 from .optim import CosineWarmupSchedule, build_optimizer
-from .run_folder import RunFolder, experiment_dir, finished_results
-from .schema import Settings, as_settings, validate_recipe
+from .precision import log_precision, select_precision
+from ..runs.folders import RunFolder, experiment_dir, finished_results
+from ..recipe.schema import Settings, as_settings, validate_recipe
 from .seeding import epoch_seed, seed_everything
 from .tasks import smoothed_cross_entropy, task_for
-from .validation_split import split_train_val
+from ..data.holdout import split_train_val
 
 LOG = logging.getLogger("pcpeft")
 
@@ -75,7 +76,7 @@ class RunOptions:
         record = {k: v for k, v in vars(self).items()
                   if k not in ("progress", "stop_after_epochs", "overwrite", "extra_files")}
         if self.ckpts:
-            from .runs import backbone_file_record
+            from ..runs.loading import backbone_file_record
 
             record.update(backbone_file_record(self.ckpts))
         return record
@@ -111,24 +112,56 @@ def _check_resume(state: dict, config: dict, options: RunOptions, model: PeftMod
 def _check_data(splits: dict[str, Dataset], settings: Settings, task, per_rank_batch: int) -> None:
     """The splits (``{'training': ..., 'test': ..., 'validation': ...}``) fit the recipe: labels within
     ``model.num_classes``, clouds of at least ``dataset.npoints`` points, a batch no larger than the training set."""
-    spec = settings.dataset_spec
-    name = spec.get("name")
+    section = settings.dataset
     if task.num_classes is not None:
-        check_class_count(task.num_classes, splits, spec)
-    npoints = spec.get("npoints")
-    if npoints is not None:
+        check_class_count(task.num_classes, splits, section)
+    if settings.modality == "points":
         for subset in ("training", "test"):
             data = splits[subset]
             available = data[0][0].shape[0]
-            if available < npoints:
-                source = split_source(data, spec, subset)
-                raise DatasetError(f"{source}: the {subset} clouds of {name} have {available} points, fewer than "
-                                   f"dataset.npoints = {npoints}; lower dataset.npoints")
+            if available < section.npoints:
+                source = split_source(data, section, subset)
+                raise DatasetError(f"{source}: the {subset} clouds of {section.name} have {available} points, fewer "
+                                   f"than dataset.npoints = {section.npoints}; lower dataset.npoints")
     train_set = splits["training"]
     if settings.train.drop_last and per_rank_batch > len(train_set):
         raise ConfigError(f"train.batch_size {settings.train.batch_size} is larger than the training set "
-                          f"({len(train_set)} samples of {name}), so no step would run: lower it, or set "
+                          f"({len(train_set)} samples of {section.name}), so no step would run: lower it, or set "
                           f"train.drop_last: false")
+
+
+@dataclass
+class RunData:
+    """The splits a run trains, chooses and tests on, and what config.yaml records about them."""
+
+    train: Dataset
+    test: Dataset
+    validation: Dataset | None
+    record: dict
+
+    def splits(self) -> dict[str, Dataset]:
+        extra = {"validation": self.validation} if self.validation is not None else {}
+        return {"training": self.train, "test": self.test, **extra}
+
+
+def _load_data(settings: Settings, model: PeftModel, task, seed: int, exp_dir: Path | None,
+               per_rank_batch: int) -> RunData:
+    """Build and check the splits: the training set (with a validation split carved out when the recipe asks, or
+    the data set's own), the test set; ``exp_dir`` (the main process only) receives ``split.json``."""
+    section = settings.dataset
+    check_grouping(model, section)
+    train_set = build_dataset(section, "train", seed=seed)
+    check_not_empty(train_set, section, "train")
+    record = dataset_record(train_set, exp_dir, task.num_classes)  # + split.json
+    train_set, val_set = split_train_val(train_set, settings.val_fraction, getattr(section, "val_seed", 0))
+    if val_set is None:
+        val_set = validation_dataset(section)  # a PointCloudFolder's ROOT/val/, ShapeNetPart's val
+    test_set = build_dataset(section, "test")
+    check_not_empty(test_set, section, "test")
+    data = RunData(train_set, test_set, val_set, record)
+    _check_data(data.splits(), settings, task, per_rank_batch)
+    task.check_data(model, train_set)
+    return data
 
 
 def train(config: dict, options: RunOptions) -> dict:
@@ -197,7 +230,56 @@ def _train(settings: Settings, config: dict, options: RunOptions, exp_dir: Path,
     LOG.info(f"device: {device}" + (f" ({world} processes)" if world > 1 else ""))
     if options.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
+    model = _build_logged_model(settings, options, device)
+    task = task_for(settings)
+    tcfg = settings.train
+    per_rank_batch = max(1, tcfg.batch_size // world)
+    data = _load_data(settings, model, task, options.seed, exp_dir if main else None, per_rank_batch)
+    epochs = settings.scheduler.epochs
+    optimizer = build_optimizer(model, settings.optimizer.lr, settings.optimizer.weight_decay)
+    schedule = CosineWarmupSchedule(optimizer, epochs, settings.scheduler.warmup_epochs, settings.scheduler.warmup_lr,
+                                    settings.scheduler.min_lr, settings.scheduler.cosine_epochs)
+    precision = log_precision(select_precision(device, tcfg.amp, tcfg.amp_cpu))  # CUDA fp16 / opt-in CPU bf16
+    use_amp = device.type == "cuda" and tcfg.amp  # the gradient scaler: fp16 only (bf16 needs none)
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    history, start_epoch = History(), 0
+    if options.resume:
+        history, start_epoch = _resume(exp_dir, config, options, model, optimizer, schedule, scaler, epochs)
+    provenance = options.provenance()  # once: it hashes the --ckpts file
+    if main and not (exp_dir / "config.yaml").is_file():
+        for name, text in options.extra_files.items():
+            (exp_dir / name).write_text(text)
+        save_config({**config, "run": {**provenance, **data.record}}, exp_dir / "config.yaml")  # the run has started
 
+    train_model: nn.Module = model
+    if world > 1:
+        train_model = nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
+    hooks: list = [EvaluationHook(task, data.test, data.validation, history, exp_dir, tcfg.eval_every, main)]
+    writer = None
+    if main:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(exp_dir / "tb"))
+        payload = _checkpoint_payload(config, provenance, history, schedule, scaler if use_amp else None)
+        hooks += [LogHook(record_line, writer), CheckpointHook(exp_dir / "ckpt-last.pth", payload)]
+    stop_at = epochs if options.stop_after_epochs is None else min(epochs, start_epoch + options.stop_after_epochs)
+    loop = TrainingLoop(model, train_model, task, optimizer, schedule,
+                        LoopData(data.train, per_rank_batch, tcfg.drop_last, tcfg.num_workers),
+                        StepSettings(tcfg.grad_clip, tcfg.aux_loss_weight, precision, scaler), device, options.seed,
+                        epochs, hooks, rank, world, options.progress)
+    loop.run(start_epoch, stop_at)
+    if writer is not None:
+        writer.close()
+    results = _results(settings, task, options, model, history, loop.step_times, stop_at == epochs,
+                       validated=data.validation is not None)
+    if main:
+        write_json(exp_dir / "results.json", results)
+        LOG.info(f"results: {exp_dir / 'results.json'}")
+    return json_safe(results)
+
+
+def _build_logged_model(settings: Settings, options: RunOptions, device: torch.device) -> PeftModel:
+    """The run's model (backbone, ``--ckpts``, methods) on ``device``, its load report and trainable share logged."""
     peft_spec = options.peft if options.peft is not None else settings.peft
     seed_everything(options.seed)
     model, report = build_model(settings, options.ckpts, peft_spec, options.allow_partial_load)
@@ -209,81 +291,27 @@ def _train(settings: Settings, config: dict, options: RunOptions, exp_dir: Path,
     trainable, total = model.trainable_parameters()
     methods = [c.method for c in model.peft_configs]
     LOG.info(f"method {methods}: trainable {trainable:,} / {total:,} ({100 * trainable / total:.3f}%)")
+    return model
 
-    check_grouping(model, settings.dataset_spec)
-    train_set = build_dataset(settings.dataset_spec, "train", seed=options.seed)
-    check_not_empty(train_set, settings.dataset_spec, "train")
-    task = task_for(settings)
-    data_record = dataset_record(train_set, exp_dir if main else None, task.num_classes)  # + split.json
-    train_set, val_set = split_train_val(train_set, settings.val_fraction, getattr(settings.dataset, "val_seed", 0))
-    if val_set is None:
-        val_set = validation_dataset(settings.dataset_spec)  # a PointCloudFolder's ROOT/val/
-    test_set = build_dataset(settings.dataset_spec, "test")
-    check_not_empty(test_set, settings.dataset_spec, "test")
-    tcfg = settings.train
-    per_rank_batch = max(1, tcfg.batch_size // world)
-    splits = {"training": train_set, "test": test_set, **({"validation": val_set} if val_set is not None else {})}
-    _check_data(splits, settings, task, per_rank_batch)
-    task.check_data(model, train_set)
-    epochs = settings.scheduler.epochs
 
-    optimizer = build_optimizer(model, settings.optimizer.lr, settings.optimizer.weight_decay)
-    schedule = CosineWarmupSchedule(optimizer, epochs, settings.scheduler.warmup_epochs, settings.scheduler.warmup_lr,
-                                    settings.scheduler.min_lr, settings.scheduler.cosine_epochs)
-    from .precision import log_precision, select_precision
-
-    precision = log_precision(select_precision(device, tcfg.amp, tcfg.amp_cpu))  # CUDA fp16 / opt-in CPU bf16
-    use_amp = device.type == "cuda" and tcfg.amp  # the gradient scaler: fp16 only (bf16 needs none)
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    history, start_epoch = History(), 0
+def _resume(exp_dir: Path, config: dict, options: RunOptions, model: PeftModel, optimizer, schedule, scaler,
+            epochs: int) -> tuple[History, int]:
+    """Restore model, optimiser, schedule, scaler and history from ``ckpt-last.pth`` after checking it belongs to
+    this run; (history, first epoch to run)."""
     last_ckpt = exp_dir / "ckpt-last.pth"
-    if options.resume:
-        state = load_training_state(last_ckpt)
-        _check_resume(state, config, options, model, last_ckpt)
-        restore_model_payload(model, state, last_ckpt)
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["scheduler"])
-        if state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        history = History(state["history"], state["best"], state.get("last") or {})
-        start_epoch = state["epoch"] + 1
-        LOG.info(f"resumed from {last_ckpt} after epoch {state['epoch']}")
-        if state["epoch"] + 1 < epochs and finished_results(exp_dir) is not None:
-            LOG.info(f"extending the finished run from {state['epoch'] + 1} to {epochs} epochs (the learning rates "
-                     f"of the epochs it ran are those of a {epochs}-epoch run)")
-    provenance = options.provenance()  # once: it hashes the --ckpts file
-    if main and not (exp_dir / "config.yaml").is_file():
-        for name, text in options.extra_files.items():
-            (exp_dir / name).write_text(text)
-        save_config({**config, "run": {**provenance, **data_record}}, exp_dir / "config.yaml")  # the run has started
-
-    train_model: nn.Module = model
-    if world > 1:
-        train_model = nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
-    writer = None
-    hooks: list = [EvaluationHook(task, test_set, val_set, history, exp_dir, tcfg.eval_every, main)]
-    if main:
-        from torch.utils.tensorboard import SummaryWriter
-
-        writer = SummaryWriter(str(exp_dir / "tb"))
-        payload = _checkpoint_payload(config, provenance, history, schedule, scaler if use_amp else None)
-        hooks += [LogHook(record_line, writer), CheckpointHook(last_ckpt, payload)]
-    stop_at = epochs if options.stop_after_epochs is None else min(epochs, start_epoch + options.stop_after_epochs)
-    loop = TrainingLoop(model, train_model, task, optimizer, schedule,
-                        LoopData(train_set, per_rank_batch, tcfg.drop_last, tcfg.num_workers),
-                        StepSettings(tcfg.grad_clip, tcfg.aux_loss_weight, precision, scaler), device, options.seed,
-                        epochs, hooks, rank, world, options.progress)
-    loop.run(start_epoch, stop_at)
-    step_times = loop.step_times
-    if writer is not None:
-        writer.close()
-    finished = stop_at == epochs
-    results = _results(settings, task, options, model, history, step_times, finished, trainable, total,
-                       validated=val_set is not None)
-    if main:
-        write_json(exp_dir / "results.json", results)
-        LOG.info(f"results: {exp_dir / 'results.json'}")
-    return json_safe(results)
+    state = load_training_state(last_ckpt)
+    _check_resume(state, config, options, model, last_ckpt)
+    restore_model_payload(model, state, last_ckpt)
+    optimizer.load_state_dict(state["optimizer"])
+    schedule.load_state_dict(state["scheduler"])
+    if state.get("scaler"):
+        scaler.load_state_dict(state["scaler"])
+    history = History(state["history"], state["best"], state.get("last") or {})
+    LOG.info(f"resumed from {last_ckpt} after epoch {state['epoch']}")
+    if state["epoch"] + 1 < epochs and finished_results(exp_dir) is not None:
+        LOG.info(f"extending the finished run from {state['epoch'] + 1} to {epochs} epochs (the learning rates "
+                 f"of the epochs it ran are those of a {epochs}-epoch run)")
+    return history, state["epoch"] + 1
 
 
 def _checkpoint_payload(config: dict, provenance: dict, history: History, schedule, scaler):
@@ -298,14 +326,14 @@ def _checkpoint_payload(config: dict, provenance: dict, history: History, schedu
     return payload
 
 
-def _results(settings: Settings, task, options, model, history, step_times, finished, trainable, total,
-             validated: bool = False) -> dict:
-    images = is_image_config(settings.raw)
-    spec = settings.dataset_spec
+def _results(settings: Settings, task, options, model, history, step_times, finished, validated: bool = False
+             ) -> dict:
+    section, images = settings.dataset, settings.modality == "images"
+    trainable, total = model.trainable_parameters()
     return {
-        "task": task.name, "dataset": spec.get("name"), "split": spec.get("split"),
-        "synthetic": spec.get("name") in SYNTHETIC_DATASETS,
-        "modality": "images" if images else "points", "npoints": None if images else spec.get("npoints"),
+        "task": task.name, "dataset": section.name, "split": getattr(section, "split", None),
+        "synthetic": settings.synthetic,
+        "modality": settings.modality, "npoints": None if images else section.npoints,
         "voting": False, "augmentation": task.describe_augmentation(),
         "seed": options.seed, "device": str(options.device), "methods": [c.method for c in model.peft_configs],
         "pretrained": options.ckpts,
@@ -327,13 +355,14 @@ def evaluate_run(config: dict | Settings, model: PeftModel, device: torch.device
     if times < 1:
         raise ConfigError(f"--vote_times {times}: voting needs at least one pass")
     rank, world = init_distributed(device)
-    spec = settings.dataset_spec
-    test_set = build_dataset(spec, "test")
-    check_not_empty(test_set, spec, "test")
-    check_grouping(model, spec)
+    section = settings.dataset
+    test_set = build_dataset(section, "test")
+    check_not_empty(test_set, section, "test")
+    check_grouping(model, section)
     metrics = task_for(settings).test(model, test_set, device, vote, times, seed, rank, world)
-    return json_safe({"dataset": spec.get("name"), "split": spec.get("split"), "npoints": spec.get("npoints"),
-                      "task": settings.task, "voting": vote, "vote_times": times if vote else None, **metrics})
+    return json_safe({"dataset": section.name, "split": getattr(section, "split", None),
+                      "npoints": getattr(section, "npoints", None), "task": settings.task, "voting": vote,
+                      "vote_times": times if vote else None, **metrics})
 
 
 __all__ = ["RunOptions", "build_model", "train", "load_for_test", "evaluate_run", "smoothed_cross_entropy",

@@ -18,8 +18,8 @@ import os
 import time
 from pathlib import Path
 
-from ..errors import UserError
-from .checkpointing import remove_stale_temporaries
+from ...errors import UserError
+from .training_state import remove_stale_temporaries
 
 LOG = logging.getLogger("pcpeft")
 LOCK_FILE = ".lock"
@@ -45,7 +45,7 @@ def recipe_run_name(config_path: str | os.PathLike) -> Path:
     recipes of an installed package), so the project's recipes
     never share a folder; a recipe outside any ``cfgs/`` folder uses its stem (two such recipes with one stem
     meet in one folder, where the run-folder checks below refuse to mix them)."""
-    from .recipe_files import shipped_root_of
+    from ..recipe.shipped import shipped_root_of
 
     shipped = shipped_root_of(config_path)
     if shipped is not None:

@@ -13,7 +13,7 @@ import copy
 import numpy as np
 from torch.utils.data import Dataset, Subset
 
-from ..datasets.errors import DatasetError
+from ...datasets.errors import DatasetError
 
 
 class TrainingSubset(Subset):

@@ -13,10 +13,10 @@ from typing import Any
 
 import torch
 
-from ..errors import UserError
-from ..io.safe_pickle import RefusedPickleError
-from ..io.safe_torch import safe_torch_load
-from ..models.checkpoints import CheckpointError
+from ...errors import UserError
+from ...io.safe_pickle import RefusedPickleError
+from ...io.safe_torch import safe_torch_load
+from ...models.checkpoints import CheckpointError
 
 LOG = logging.getLogger("pcpeft")
 TEMP_PATTERN = ".*.tmp-*"

@@ -12,12 +12,12 @@ import difflib
 import logging
 from pathlib import Path
 
-from .config import ConfigError
+from .yaml_io import ConfigError
 
 LOG = logging.getLogger("pcpeft")
 
 #: the shipped recipes (``cfgs/`` of the checkout)
-RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"
+RECIPES_DIR = Path(__file__).resolve().parents[2] / "recipes"
 
 
 def shipped_recipes() -> list[str]:
