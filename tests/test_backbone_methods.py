@@ -18,7 +18,7 @@ NEEDS = {"prompt_generator": ["smoa"]}
 #: pairs the method's own code refuses (pcpeft/peft, with a PeftError naming why); they must keep refusing cleanly
 #: or run correctly
 REFUSED = {("idpt", "pointgpt_s"), ("idpt", "pointgpt_b"), ("idpt", "recon"), ("ppt", "recon"),
-           ("pointgst", "recon")}
+           ("pointgst", "recon"), ("most", "recon"), ("pointlora", "recon")}
 
 
 def build(name: str):

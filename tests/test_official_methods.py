@@ -147,6 +147,9 @@ def test_pointgst_official_basis_is_ill_conditioned_and_the_stable_one_is_not():
 
 
 COUNTS = {"dapt": 1_087_771, "idpt": 1_696_783, "ppt": 1_042_191, "pointgst": 622_831}
+#: the 2025 methods (their own test files, tests/peft/, check them against restatements of the official code):
+#: GAPrompt and PointLoRA on Point-MAE, MoST on PointGPT-L, 15 classes, 128 groups
+NEWEST_COUNTS = {"gaprompt": 628_147, "pointlora": 772_752, "most": 8_142_095}
 
 
 @pytest.mark.parametrize("method", sorted(COUNTS))
@@ -231,7 +234,7 @@ def test_recipes_validate_and_name_their_official_file():
         head = " ".join(path.read_text().splitlines()[:2])
         assert "official" in head and "cfgs/" in head and head.startswith("#"), path
         settings = validate_recipe(load_config(path), str(path))
-        assert settings.peft["method"] in COUNTS
+        assert settings.peft["method"] in {*COUNTS, *NEWEST_COUNTS}
     objbg = validate_recipe(load_config(ROOT / "cfgs/methods/idpt_scan_objbg.yaml"))
     assert objbg.peft["head_input"] == "promptonly"
 
@@ -250,7 +253,11 @@ def test_peft_table_prints_the_official_counts():
     rows = {r["method"]: r for r in trainable_table("point_mae", device="meta", num_classes=15, num_group=128)}
     for method, count in COUNTS.items():
         assert rows[method]["official"] == count == rows[method]["trainable"]
+    for method in ("gaprompt", "pointlora"):
+        assert rows[method]["official"] == NEWEST_COUNTS[method] == rows[method]["trainable"]
     assert "| dapt | 1,087,771 | 1,087,771 |" in format_markdown(list(rows.values()))
+    large = {r["method"]: r for r in trainable_table("pointgpt_l", device="meta", num_classes=15, num_group=128)}
+    assert large["most"]["official"] == NEWEST_COUNTS["most"] == large["most"]["trainable"]
 
 
 @pytest.mark.parametrize("method", sorted(REFERENCES))

@@ -54,7 +54,8 @@ def expected_backbone_trainables(method, backbone):
         return base | bias_or_norm
     if method in ("adapter_x", "adapter_x_2d", "dapt_x"):
         return base | {n for n in names if fnmatch.fnmatch(n, "blocks.blocks.*.norm2.*")}
-    if method == "ppt":  # the official PPT runner also trains the tokenizer's first conv stack and the pos MLP
+    if method in ("ppt", "pointlora"):  # their official runners also train the tokenizer's first conv stack and the
+        # positional MLP (names with first_conv / pos_embed)
         return base | {n for n in names if n.startswith(("encoder.first_conv.", "pos_embed."))}
     return base
 

@@ -69,3 +69,12 @@ def test_compose_and_determinism():
     pts = batch()
     assert torch.equal(make()(pts), make()(pts))
     assert math.isclose(float(make()(pts)[..., 1].abs().max() / pts[..., 1].abs().max()), 1.0, abs_tol=0.9)
+
+
+def test_rotation_per_batch_turns_every_cloud_by_one_angle():
+    """``per_batch``: one angle for the whole batch (the same matrix for every cloud); per cloud they differ."""
+    shared = RotateAboutUpAxis("y", generator=torch.Generator().manual_seed(3), per_batch=True).matrices(4)
+    own = RotateAboutUpAxis("y", generator=torch.Generator().manual_seed(3)).matrices(4)
+    assert all(torch.equal(shared[0], m) for m in shared[1:])
+    assert not torch.allclose(own[0], own[1])
+    torch.testing.assert_close(shared[0], own[0])  # the first draw is the same angle

@@ -1,6 +1,7 @@
-"""``pcpeft convert``: between the official DAPT / IDPT / PPT / PointGST fine-tuned files and pcpeft adapter
-folders. Round trips are lossless: official -> pcpeft -> official gives the same tensors under the same keys, in
-the same order, with the same ``module.`` prefix, epoch and metrics (the optimiser state is not carried)."""
+"""``pcpeft convert``: between the official DAPT / IDPT / PPT / PointGST / MoST / GAPrompt / PointLoRA fine-tuned
+files and pcpeft adapter folders. Round trips are lossless: official -> pcpeft -> official gives the same tensors
+under the same keys, in the same order, with the same ``module.`` prefix, epoch and metrics (the optimiser state is
+not carried)."""
 from __future__ import annotations
 
 import argparse
@@ -8,7 +9,8 @@ import json
 
 from .vocabulary import Parser, add_ckpts, add_debug, add_out, add_out_dir
 
-SUMMARY = "convert official DAPT / IDPT / PPT / PointGST fine-tuned files to pcpeft adapter folders and back"
+SUMMARY = ("convert official DAPT / IDPT / PPT / PointGST / MoST / GAPrompt / PointLoRA fine-tuned files to pcpeft "
+           "adapter folders and back")
 EXAMPLES = """  pcpeft convert to-pcpeft dapt_scan_hardest.pth --out_dir out/dapt-adapter --peft dapt \\
       --model_options '{"num_group": 128}'
   pcpeft convert to-official experiments/finetune_scan_hardest/dapt --out out/dapt_official.pth \\
@@ -41,8 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     to_pcpeft.add_argument("official", metavar="OFFICIAL", help="the official fine-tuned .pth file")
     add_out_dir(to_pcpeft, "the adapter folder to write (save_pretrained layout)", required=True)
     to_pcpeft.add_argument("--peft", type=json_value, required=True, metavar="METHOD",
-                           help='dapt, idpt, ppt, pointgst, or a JSON config such as {"method": "idpt", '
-                                '"prompt_layer": 6}')
+                           help='dapt, idpt, ppt, pointgst, most, gaprompt, pointlora, or a JSON config such '
+                                'as {"method": "idpt", "prompt_layer": 6}')
     to_pcpeft.add_argument("--model", default="point_mae", help="the backbone the file was fine-tuned from")
     to_official = directions.add_parser("to-official", help="adapter or run folder -> official fine-tuned file",
                                         description="pcpeft adapter or run folder -> official fine-tuned file",

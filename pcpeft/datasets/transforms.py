@@ -45,16 +45,20 @@ class ScaleAndTranslate:
 
 class RotateAboutUpAxis:
     """Per sample: rotation by a uniform angle in [0, max_angle) about ``axis`` (default y, the up axis of
-    ScanObjectNN and ModelNet's resampled data), as the PEFT repos' ``PointcloudRotate``. Normals rotate too."""
+    ScanObjectNN and ModelNet's resampled data), as the PEFT repos' ``PointcloudRotate``. Normals rotate too.
+    ``per_batch``: one angle for the whole batch (GAPrompt's runner rotates each batch as one)."""
 
     def __init__(self, axis: str = "y", max_angle: float = 2 * math.pi,
-                 generator: torch.Generator | None = None) -> None:
+                 generator: torch.Generator | None = None, per_batch: bool = False) -> None:
         if axis not in "xyz" or len(axis) != 1:
             raise ValueError(f"axis must be 'x', 'y' or 'z', got {axis!r}")
         self.axis, self.max_angle, self.generator = "xyz".index(axis), max_angle, generator
+        self.per_batch = per_batch
 
     def matrices(self, batch: int) -> torch.Tensor:
-        angle = torch.rand(batch, generator=self.generator) * self.max_angle
+        """(batch, 3, 3) rotation matrices (one shared matrix repeated with ``per_batch``)."""
+        draws = 1 if self.per_batch else batch
+        angle = (torch.rand(draws, generator=self.generator) * self.max_angle).expand(batch)
         cos, sin = torch.cos(angle), torch.sin(angle)
         rot = torch.zeros(batch, 3, 3)
         a, b = [i for i in range(3) if i != self.axis]

@@ -26,6 +26,8 @@ OPSET = 17
 ONNX_UNSUPPORTED = {
     "pointgst": "its graph Fourier basis is an eigendecomposition (torch.linalg.eigh) of each cloud's centre graph, "
                 "and ONNX has no eigendecomposition operator",
+    "gaprompt": "its shift network and second-level grouping run farthest point sampling, kNN and sorts inside the "
+                "method, which the exporter has no graph form for (only the backbone's own grouper has one)",
 }
 
 

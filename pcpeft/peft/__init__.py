@@ -13,8 +13,11 @@ from . import methods  # noqa: F401  (registers the built-in methods)
 from .adapter import AdapterConfig
 from .base import PeftConfig, PeftError, PeftModel, config_from_dict, list_methods, register_method
 from .dapt import DAPTConfig
+from .gaprompt import GAPromptConfig
 from .lora import LoRAConfig
+from .most import MoSTConfig
 from .pointgst import PointGSTConfig
+from .pointlora import PointLoRAConfig
 from .ppt import PPTConfig
 from .presets import PRESETS
 from .prompt_generator import PromptGeneratorConfig
@@ -56,8 +59,9 @@ def available_methods() -> list[str]:
 
 
 __all__ = [
-    "AdapterConfig", "BitFitConfig", "DAPTConfig", "FullConfig", "IDPTConfig", "LinearProbeConfig", "LoRAConfig",
-    "PeftConfig", "PeftError", "PeftModel", "PointGSTConfig", "PPTConfig", "PromptGeneratorConfig", "SMoAConfig",
+    "AdapterConfig", "BitFitConfig", "DAPTConfig", "FullConfig", "GAPromptConfig", "IDPTConfig", "LinearProbeConfig",
+    "LoRAConfig", "MoSTConfig", "PeftConfig", "PeftError", "PeftModel", "PointGSTConfig", "PointLoRAConfig",
+    "PPTConfig", "PromptGeneratorConfig", "SMoAConfig",
     "SSFConfig", "UnfreezeConfig",
     "VPTConfig", "PRESETS", "available_methods", "config_from_dict", "get_peft_model", "list_methods",
     "register_method", "resolve_configs",

@@ -46,6 +46,9 @@ class PeftConfig:
     method: ClassVar[str] = ""
     #: the method's layers fold into the backbone weights (``merge_and_unload``)
     mergeable: ClassVar[bool] = False
+    #: the method's ``merge`` folds part of its layers and keeps the input-dependent rest attached (PointLoRA);
+    #: ``merge_and_unload`` then merges in place and returns the PeftModel itself
+    partly_mergeable: ClassVar[bool] = False
     #: names of backbone resources the method rewrites; two methods claiming one are refused together
     claims: ClassVar[frozenset[str]] = frozenset()
     #: the method fixes the whole set of trainable parameters and combines with nothing (full, linear)
@@ -228,20 +231,24 @@ class PeftModel(nn.Module):
         """Fold mergeable layers (SSF, LoRA) into the backbone weights and return the plain backbone.
 
         Methods that add no layers (``linear``, ``bitfit``, ``full``) merge trivially. Methods whose layers
-        depend on the input (adapters, SMoA, prompts) cannot be folded and raise :class:`PeftError`.
+        depend on the input (adapters, SMoA, prompts) cannot be folded and raise :class:`PeftError`. A partly
+        mergeable method (``pointlora``: its LoRA term folds, its gated MLPs and token selection stay) is merged
+        in place and the PeftModel itself is returned, its remaining layers attached.
         """
-        blocking = [c.method for c in self.peft_configs if not c.mergeable]
+        blocking = [c.method for c in self.peft_configs if not (c.mergeable or c.partly_mergeable)]
         if blocking:
             raise PeftError(
                 f"merge_and_unload() is not possible with {blocking}: their layers compute input-dependent outputs "
                 f"(extra branches or prompt tokens), which no single set of backbone weights reproduces. "
-                f"Only ssf and lora (and the layer-free linear/bitfit/full) merge."
+                f"Only ssf and lora (and the layer-free linear/bitfit/full) merge; pointlora merges in part."
             )
         base = self.base_model
         for config in self.peft_configs:
             merge = getattr(config, "merge", None)
             if merge is not None:
                 merge(base)
+        if any(c.partly_mergeable for c in self.peft_configs):
+            return self
         for param in base.parameters():
             param.requires_grad_(True)
         return base

@@ -1,4 +1,5 @@
-"""Official fine-tuned files of DAPT / IDPT / PPT / PointGST <-> pcpeft adapter folders (``save_pretrained``).
+"""Official fine-tuned files of DAPT / IDPT / PPT / PointGST / MoST / GAPrompt / PointLoRA <-> pcpeft adapter
+folders (``save_pretrained``).
 
 ``official_to_adapter``: build the backbone and method, load the official file strictly (backbone and method),
 write the adapter folder (trained tensors, the BatchNorm statistics the official runner updates, the frozen
@@ -45,9 +46,11 @@ def official_to_adapter(official: str | os.PathLike, out_dir: str | os.PathLike,
     state = extract_state_dict(raw, str(official))
     options = dict(model_options or {})
     if "num_classes" not in options:
-        last = [k for k in state if k.startswith("cls_head_finetune.") and k.endswith(".weight")]
-        if last:
-            options["num_classes"] = state[sorted(last, key=lambda k: int(k.split(".")[1]))[-1]].shape[0]
+        head = [k for k in state  # PointGPT's official files keep the head under blocks.
+                if k.removeprefix("blocks.").startswith("cls_head_finetune.") and k.endswith(".weight")]
+        if head:
+            last = max(head, key=lambda k: int(k.removeprefix("blocks.").split(".")[1]))
+            options["num_classes"] = state[last].shape[0]
     peft_model = get_peft_model(create_model(model, **options), peft)
     report = load_checkpoint(peft_model, official, strict=True)
     out = peft_model.save_pretrained(out_dir)

@@ -12,15 +12,19 @@ from .base import PeftError
 #: layer-free helpers that only make sense inside a composition
 NOT_STANDALONE = ("unfreeze", "prompt_generator")
 
-#: what each official code base's optimiser trains on Point-MAE with 15 classes (docs/methods.md says how each
-#: was read off the official code); pcpeft's default config of the method must give the same number
-OFFICIAL_TRAINABLE = {"dapt": 1_087_771, "idpt": 1_696_783, "ppt": 1_042_191, "pointgst": 622_831}
+#: what each official code base's optimiser trains with 15 classes on the backbone of its release (docs/methods.md
+#: says how each was read off the official code); pcpeft's default config of the method must give the same number
+OFFICIAL_TRAINABLE = {("dapt", "point_mae"): 1_087_771, ("idpt", "point_mae"): 1_696_783,
+                      ("ppt", "point_mae"): 1_042_191, ("pointgst", "point_mae"): 622_831,
+                      ("gaprompt", "point_mae"): 628_147, ("pointlora", "point_mae"): 772_752,
+                      ("most", "pointgpt_l"): 8_142_095}
 
 
 def official_count(method: str, backbone: str, num_classes: int | None) -> int | None:
-    """The official trainable count for this row, where the official code defines one (Point-MAE, 15 classes)."""
-    if backbone == "point_mae" and num_classes == 15:
-        return OFFICIAL_TRAINABLE.get(method)
+    """The official trainable count for this row, where the official code defines one (its release's backbone,
+    15 classes)."""
+    if num_classes == 15:
+        return OFFICIAL_TRAINABLE.get((method, backbone))
     return None
 
 

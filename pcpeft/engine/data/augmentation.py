@@ -19,7 +19,8 @@ def train_transform(npoints: int, augmentation: AugmentationSettings, generator:
     if augmentation.scale_translate:
         steps.append(ScaleAndTranslate(generator=generator))
     if augmentation.rotate:
-        steps.append(RotateAboutUpAxis(augmentation.up_axis, generator=generator))
+        steps.append(RotateAboutUpAxis(augmentation.up_axis, generator=generator,
+                                       per_batch=augmentation.rotate_per == "batch"))
     return Compose(steps)
 
 
@@ -34,7 +35,8 @@ def describe_augmentation(augmentation: AugmentationSettings) -> str:
     if augmentation.scale_translate:
         parts.append("scale[2/3,3/2]+translate[0.2]")
     if augmentation.rotate:
-        parts.append(f"rotate-about-{augmentation.up_axis}")
+        parts.append(f"rotate-about-{augmentation.up_axis}" + ("-per-batch" if augmentation.rotate_per == "batch"
+                                                                else ""))
     return ", ".join(parts)
 
 
