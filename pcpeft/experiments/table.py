@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from ..engine.recipe.schema import recipe_section
 from ..engine.recipe.yaml_io import ConfigError
 from .stats import Paired, Summary, paired, summarize
 
@@ -101,7 +102,7 @@ def _record(folder: Path, results: dict, replicate: str, select: list[str]) -> R
         rep = _text(axes.get(replicate, trial.get("seed", 0)))
         return RunRecord(folder, dict(trial.get("cell", {})), rep, {k: _text(axes.get(k)) for k in select}, results)
     config = yaml.safe_load((folder / "config.yaml").read_text()) if (folder / "config.yaml").is_file() else {}
-    recipe = Path(str((config.get("run") or {}).get("config_path", folder.parent.name))).stem
+    recipe = Path(str(recipe_section(config, "run").get("config_path", folder.parent.name))).stem
     cell = {"recipe": recipe, "peft": "+".join(results.get("methods") or []),
             "init": "pretrained" if results.get("pretrained") else "scratch"}
     return RunRecord(folder, cell, str(results.get("seed", 0)), {}, results)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..engine.recipe.schema import recipe_section
 from .page import escape, table_html
 
 #: the score each task reports, and its name on the card
@@ -47,8 +48,7 @@ def _yes_no(value: Any) -> str:
 def run_card(results: dict, config: dict, checkpoint: str = "best") -> list[CardRow]:
     """The card of a run from its ``results.json`` and ``config.yaml`` dicts; ``checkpoint`` ('best' / 'last') is
     the checkpoint the rest of the report evaluates."""
-    record = config.get("run") or {}
-    model = config.get("model") or {}
+    record, model = recipe_section(config, "run"), recipe_section(config, "model")
     task = results.get("task", "classification")
     score_key, score_name = SCORES.get(task, SCORES["classification"])
     trainable, total = results.get("trainable_parameters"), results.get("total_parameters")

@@ -62,6 +62,8 @@ class AugmentationSettings(Section):
     scale_translate: bool = True
     rotate: bool = False
     up_axis: Literal["x", "y", "z"] = "y"
+    rotate_per: Literal["cloud", "batch"] = Field("cloud", description="one random angle per cloud, or one for the "
+                                                                      "whole batch (GAPrompt's runner)")
     hflip: bool = False
 
 
@@ -405,6 +407,20 @@ def _check_task(task: str, model: str, dataset: str | None, source: str) -> None
     if task == "classification" and (seg_model or seg_data):
         raise ConfigError(f"{source}: invalid recipe: model {model!r} / dataset {dataset!r} are for part "
                           f"segmentation: set `task: partseg`")
+
+
+def recipe_section(config: Any, key: str) -> dict[str, Any]:
+    """Section ``key`` of a recipe mapping as a new dict ({} when the recipe, or the section, is not a mapping):
+    how code outside the schema reads the parts a run records untyped (``run``, a stored ``model`` section)."""
+    if not isinstance(config, dict) or not isinstance(config.get(key), dict):
+        return {}
+    return dict(config[key])
+
+
+def section_difference(before: dict[str, Any], after: dict[str, Any], prefix: str) -> str:
+    """``prefix.key: old -> new`` for every key whose value differs between two sections ('' when none does)."""
+    keys = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
+    return ", ".join(f"{prefix}.{k}: {before.get(k)!r} -> {after.get(k)!r}" for k in keys)
 
 
 def validate_dataset_recipe(config: dict, source: str = "recipe") -> Section:

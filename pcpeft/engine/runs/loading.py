@@ -25,6 +25,7 @@ import yaml
 from ...errors import UserError
 from ...models.checkpoints import CheckpointError, read_checkpoint_file
 from ...peft import PeftModel, config_from_dict, get_peft_model
+from ..recipe.schema import recipe_section
 
 LOG = logging.getLogger("pcpeft")
 
@@ -141,7 +142,7 @@ def load_run(run_dir: str | os.PathLike, backbone: str | os.PathLike | None = No
         raise RunLoadError(f"checkpoint must be 'best' or 'last', got {checkpoint!r}")
     run_dir = Path(run_dir)
     config = read_run_config(run_dir)
-    record = config.get("run") or {}
+    record = recipe_section(config, "run")
     settings = validate_recipe(config, str(run_dir / "config.yaml"))
     ckpt = run_dir / f"ckpt-{checkpoint}.pth"
     if not ckpt.is_file():

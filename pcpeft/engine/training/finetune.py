@@ -36,7 +36,7 @@ from .model_setup import build_model, load_for_test
 from .optim import CosineWarmupSchedule, build_optimizer
 from .precision import log_precision, select_precision
 from ..runs.folders import RunFolder, experiment_dir, finished_results
-from ..recipe.schema import Settings, as_settings, validate_recipe
+from ..recipe.schema import Settings, as_settings, recipe_section, section_difference, validate_recipe
 from .seeding import epoch_seed, seed_everything
 from .tasks import smoothed_cross_entropy, task_for
 from ..data.holdout import split_train_val
@@ -98,10 +98,9 @@ def _check_resume(state: dict, config: dict, options: RunOptions, model: PeftMod
     if "seed" in run and run["seed"] != options.seed:
         raise ConfigError(f"--resume: {path} was started with --seed {run['seed']}, not {options.seed}; resume with "
                           f"--seed {run['seed']} (a different seed would make the run's provenance wrong)")
-    saved_model, model_now = (state.get("config") or {}).get("model", {}), config.get("model", {})
+    saved_model, model_now = recipe_section(state.get("config"), "model"), recipe_section(config, "model")
     if saved_model != model_now:
-        keys = sorted(k for k in set(saved_model) | set(model_now) if saved_model.get(k) != model_now.get(k))
-        diff = ", ".join(f"model.{k}: {saved_model.get(k)!r} -> {model_now.get(k)!r}" for k in keys)
+        diff = section_difference(saved_model, model_now, "model")
         raise ConfigError(f"--resume: {path} was trained with another model ({diff})")
     methods_now = [c.to_dict() for c in model.peft_configs]
     if state.get("peft") is not None and state["peft"] != methods_now:

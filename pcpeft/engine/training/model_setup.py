@@ -22,7 +22,7 @@ from ...models.checkpoints import (CheckpointError, LoadReport, extract_state_di
                                    map_reference_keys, read_checkpoint_file)
 from ...models.registry import create_model
 from ...peft import PeftModel, get_peft_model
-from ..recipe.schema import Settings, as_settings
+from ..recipe.schema import Settings, as_settings, recipe_section
 
 LOG = logging.getLogger("pcpeft")
 
@@ -143,7 +143,7 @@ def _run_record(adapter: str) -> dict:
     if not path.is_file():
         return {}
     try:
-        return (yaml.safe_load(path.read_text()) or {}).get("run") or {}
+        return recipe_section(yaml.safe_load(path.read_text()), "run")
     except yaml.YAMLError:
         return {}
 

@@ -24,7 +24,7 @@ from .hooks import CheckpointHook, LogHook
 from .loop import LoopData, TrainingLoop, plain_step
 from .optim import CosineWarmupSchedule, build_optimizer
 from ..runs.folders import RunFolder
-from ..recipe.schema import Settings, validate_recipe
+from ..recipe.schema import Settings, recipe_section, section_difference, validate_recipe
 from .seeding import seed_everything
 from .tasks import StepResult
 
@@ -74,9 +74,10 @@ def _restore(path: Path, model, optimizer, seed: int, config: dict) -> int:
     state = load_training_state(path)
     if state.get("seed", seed) != seed:
         raise ConfigError(f"--resume: {path} was started with --seed {state['seed']}, not {seed}")
-    if state.get("config", {}).get("model") not in (None, config.get("model")):
+    saved_model, model_now = recipe_section(state.get("config"), "model"), recipe_section(config, "model")
+    if saved_model and saved_model != model_now:
         raise ConfigError(f"--resume: {path} was pre-trained with another model section "
-                          f"({state['config']['model']} vs {config.get('model')})")
+                          f"({section_difference(saved_model, model_now, 'model')})")
     model.load_state_dict(state["base_model"])
     optimizer.load_state_dict(state["optimizer"])
     LOG.info(f"resumed pre-training from {path} after epoch {state['epoch']}")
