@@ -20,9 +20,9 @@ import torch
 import torch.nn.functional as F
 
 from pcpeft._allocator import tune_cpu_allocator
+from pcpeft.engine.training.precision import cpu_native_bf16, select_precision
 from pcpeft.models.registry import create_model
 from pcpeft.ops.fps import available_fps_backends, farthest_point_sample
-from pcpeft.engine.training.precision import cpu_native_bf16, select_precision
 from pcpeft.ops.knn import available_knn_backends, knn_indices
 from pcpeft.peft import get_peft_model
 
@@ -102,9 +102,9 @@ def _warm_grouping(model, points: torch.Tensor, reference: bool) -> None:
     """One grouping call on a single cloud, before a memory baseline: loading the compiled (numba) kernels costs
     ~150 MB of resident code once per process, which is not training memory; the reference's torch stand-ins are
     warmed the same way."""
-    from pcpeft.ops.knn import knn_torch
     from pcpeft.ops.fps import fps_torch
     from pcpeft.ops.grouping import gather_points
+    from pcpeft.ops.knn import knn_torch
 
     one = points[:1]
     grouper = getattr(getattr(model, "base_model", model), "group_divider", None)
@@ -241,7 +241,7 @@ def grouping_markdown(rows: list[dict]) -> str:
 
 
 def target_checks(rows: list[dict], grouping: list[dict]) -> list[str]:
-    """The issue's targets as ratios within this run, each marked met / MISSED."""
+    """The speed and memory targets as ratios within this run, each marked met / MISSED."""
     by = {r["method"]: r for r in rows}
     out = []
     if "adapter_x" in by and "full" in by:

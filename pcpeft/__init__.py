@@ -1,7 +1,7 @@
 """pcpeft: parameter-efficient fine-tuning of point cloud transformers (Point-MAE, Point-BERT) and ViTs."""
+from .engine.runs.loading import load_run
 from .models import CheckpointError, LoadReport, create_model, list_models, load_checkpoint
 from .peft import PeftConfig, PeftModel, get_peft_model
-from .engine.runs.loading import load_run
 
 __version__ = "0.1.0"
 

@@ -34,7 +34,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-FUZZ_DIR = ROOT / "tests" / "fuzz"
 READERS = ("ply", "pcd", "off", "xyz", "npy")
 CHILD_ENV = "PCPEFT_FUZZ_CHILD"
 #: libFuzzer's names of the inputs it saves itself
@@ -113,8 +112,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def write_seeds(args: argparse.Namespace) -> int:
     """Put the reader's seed files in the corpus (named ``seed-*``; existing files are kept). Returns how many."""
-    sys.path[:0] = [str(FUZZ_DIR), str(ROOT)]
-    import harnesses
+    sys.path.insert(0, str(ROOT))  # the checkout's tests package
+    from tests.fuzz import harnesses
 
     seeds = harnesses.seed_corpus(args.reader, args.shared if args.shared.is_dir() else None)
     for name, data in seeds.items():
@@ -221,9 +220,9 @@ def child_main(config: dict) -> int:
     """Fuzz inside this process (atheris): instrumented imports, capped address space, then libFuzzer's loop."""
     import atheris
 
-    sys.path[:0] = [str(FUZZ_DIR), str(ROOT)]
+    sys.path.insert(0, str(ROOT))  # the checkout's tests package
     with atheris.instrument_imports(include=["pcpeft"]):
-        import harnesses
+        from tests.fuzz import harnesses
     harness = harnesses.HARNESSES[config["reader"]]
     suffix = harnesses.SUFFIXES[config["reader"]]
     state = ChildState(config["reader"], time.monotonic() + config["seconds"], Path(config["crashes"]),

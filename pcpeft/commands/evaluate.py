@@ -8,8 +8,19 @@ import logging
 from pathlib import Path
 
 from ..errors import UsageError
-from .vocabulary import (add_amp, add_checkpoint_choice, add_ckpts, add_config, add_device, add_opts, add_out,
-                         add_run, add_seed, add_vote, resolve_device)
+from .vocabulary import (
+    add_amp,
+    add_checkpoint_choice,
+    add_ckpts,
+    add_config,
+    add_device,
+    add_opts,
+    add_out,
+    add_run,
+    add_seed,
+    add_vote,
+    resolve_device,
+)
 
 LOG = logging.getLogger("pcpeft")
 
@@ -44,12 +55,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ..engine.training.distributed import cleanup, is_main_process
-    from ..engine.runs.json_files import write_json
-    from ..engine.training.precision import log_precision, select_precision
-    from ..engine.runs.loading import load_run
     from ..engine.recipe.schema import validate_recipe
+    from ..engine.runs.json_files import write_json
+    from ..engine.runs.loading import load_run
+    from ..engine.training.distributed import cleanup, is_main_process
     from ..engine.training.finetune import evaluate_run, load_for_test
+    from ..engine.training.precision import log_precision, select_precision
 
     if args.run and args.config:
         raise UsageError(f"give RUN ({args.run}) or --config, not both: a run is evaluated with its own config.yaml")

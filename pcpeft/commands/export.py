@@ -29,9 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..engine.runs.predict_files import run_preprocessing
-    from ..engine.runs.loading import load_run
     from ..engine.recipe.schema import validate_recipe
+    from ..engine.runs.loading import load_run
+    from ..engine.runs.predict_files import run_preprocessing
     from ..export import export_onnx, export_safetensors, verify_onnx, verify_safetensors
 
     model = load_run(args.run, backbone=args.ckpts, checkpoint=args.checkpoint)

@@ -5,8 +5,17 @@ import argparse
 import json
 import sys
 
-from .vocabulary import (add_checkpoint_choice, add_ckpts, add_device, add_progress, add_run, add_seed, add_vote,
-                         positive_int, resolve_device)
+from .vocabulary import (
+    add_checkpoint_choice,
+    add_ckpts,
+    add_device,
+    add_progress,
+    add_run,
+    add_seed,
+    add_vote,
+    positive_int,
+    resolve_device,
+)
 
 OPTION_ALIASES = {"--backbone": "--ckpts", "--batch": "--batch_size"}
 SUMMARY = "classify point cloud files or folders with a trained run (FPS to its npoints, unit sphere, as trained)"
@@ -39,9 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ..engine.runs.predict_files import FileFailure, classify_files, collect_files, run_preprocessing
-    from ..engine.runs.loading import load_run
     from ..engine.recipe.schema import validate_recipe
+    from ..engine.runs.loading import load_run
+    from ..engine.runs.predict_files import FileFailure, classify_files, collect_files, run_preprocessing
 
     device = resolve_device(args.device)
     model = load_run(args.run, backbone=args.ckpts, device=device, checkpoint=args.checkpoint)

@@ -3,8 +3,16 @@ from __future__ import annotations
 
 import argparse
 
-from .vocabulary import (OUT_IS_A_FILE, add_config, add_device, add_opts, add_out_dir, add_progress, add_seed,
-                         resolve_device)
+from .vocabulary import (
+    OUT_IS_A_FILE,
+    add_config,
+    add_device,
+    add_opts,
+    add_out_dir,
+    add_progress,
+    add_seed,
+    resolve_device,
+)
 
 OPTION_ALIASES = {"--out": OUT_IS_A_FILE}
 SUMMARY = "pre-train a Point-MAE backbone as a masked autoencoder; the checkpoint is what --ckpts accepts"

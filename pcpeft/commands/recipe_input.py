@@ -9,8 +9,8 @@ from typing import Any, Sequence
 
 import yaml
 
-from ..engine.recipe.yaml_io import ConfigError, apply_overrides, load_config, read_yaml
 from ..engine.recipe.shipped import resolve_recipe
+from ..engine.recipe.yaml_io import ConfigError, apply_overrides, load_config, read_yaml
 from ..errors import UserError
 
 LOG = logging.getLogger("pcpeft")

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import UsageError
-from .vocabulary import (add_checkpoint_choice, add_ckpts, add_device, add_out, non_negative_int, resolve_device)
+from .vocabulary import add_checkpoint_choice, add_ckpts, add_device, add_out, non_negative_int, resolve_device
 
 SUMMARY = ("one self-contained HTML page of a run (card, curves, confusion matrix, interactive 3-D clouds) or of a "
            "sweep (table, intervals, paired comparisons, linked run pages)")

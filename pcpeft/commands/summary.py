@@ -31,6 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def point_classifiers() -> list[str]:
     """The registered point cloud classifiers (the segmentation networks have parts, not classes)."""
     import pcpeft
+
     from ..models.registry import model_options
 
     return [n for n in pcpeft.list_models() if {"num_group", "num_classes"} <= set(model_options(n))]
@@ -40,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     import pcpeft
+
     from ..models.summary import backbone_table, summarize
 
     torch.manual_seed(args.seed)

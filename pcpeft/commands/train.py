@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from .vocabulary import (add_amp, add_ckpts, add_config, add_device, add_opts, add_progress, add_seed,
-                         resolve_device)
+from .vocabulary import add_amp, add_ckpts, add_config, add_device, add_opts, add_progress, add_seed, resolve_device
 
 OPTION_ALIASES = {"--out": "!a run folder is <experiments>/<recipe>/<exp_name>: set --experiments and --exp_name"}
 SUMMARY = "fine-tune a backbone with a PEFT method (or fully) from a recipe; writes a run folder"

@@ -12,8 +12,8 @@ import logging
 import time
 from pathlib import Path
 
-from .demo import RUNS, SIZES, verified_backbone
 from ..engine.runs.json_files import write_json
+from .demo import RUNS, SIZES, verified_backbone
 from .grid import Resources, SweepSpec
 from .sweep import run_sweep
 from .table import Table, build_table, markdown, write_table

@@ -24,11 +24,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import UserError
-from ..engine.recipe.yaml_io import apply_overrides, load_config
-from .demo import ASSETS, RUNS as DEMO_RUNS, SIZES as DEMO_SIZES, BackboneChecksumError, verified_backbone
 from ..engine.recipe.shipped import resolve_recipe
+from ..engine.recipe.yaml_io import apply_overrides, load_config
 from ..engine.training.finetune import RunOptions, train
+from ..errors import UserError
+from .demo import ASSETS, BackboneChecksumError, verified_backbone
+from .demo import RUNS as DEMO_RUNS
+from .demo import SIZES as DEMO_SIZES
 
 POINTS_BACKBONE = ASSETS / "demo_backbone.safetensors"
 POINTS_BACKBONE_RECORD = ASSETS / "demo_backbone.json"

@@ -112,20 +112,41 @@ def is_official_pointgpt(state: dict[str, torch.Tensor]) -> bool:
     return any(key.startswith(_GPT_OFFICIAL_ONLY) for key in state)
 
 
-def pointgpt_key(key: str) -> str:
-    """One official PointGPT key -> ours (unknown keys pass through unchanged)."""
-    layer = _GPT_LAYER.match(key)
+_OUR_GPT_LAYER = re.compile(r"^(blocks|generator)\.blocks\.(\d+)\.(.+)$")
+
+
+def _renamed(key: str, pairs: list[tuple[str, str]], to_ours: bool) -> str:
+    """``key`` with the first matching prefix of ``pairs`` (official, ours) swapped in the direction asked."""
+    for official, ours in pairs:
+        old, new = (official, ours) if to_ours else (ours, official)
+        if key.startswith(old):
+            return new + key[len(old):]
+    return key
+
+
+def _map_pointgpt_key(key: str, to_ours: bool) -> str:
+    layer = (_GPT_LAYER if to_ours else _OUR_GPT_LAYER).match(key)
     if layer:
         stack, index, inner = layer.groups()
-        for old, new in _GPT_BLOCK:
-            if inner.startswith(old):
-                inner = new + inner[len(old):]
-                break
-        return f"{'blocks' if stack == 'blocks' else 'generator'}.blocks.{index}.{inner}"
-    for old, new in _GPT_TOP:
+        inner = _renamed(inner, _GPT_BLOCK, to_ours)
+        if to_ours:
+            return f"{'blocks' if stack == 'blocks' else 'generator'}.blocks.{index}.{inner}"
+        return f"{'blocks' if stack == 'blocks' else 'generator_blocks'}.layers.{index}.{inner}"
+    for official, ours in _GPT_TOP:
+        old, new = (official, ours) if to_ours else (ours, official)
         if key == old or (old.endswith(".") and key.startswith(old)):
             return new + key[len(old):]
     return key
+
+
+def pointgpt_key(key: str) -> str:
+    """One official PointGPT key -> ours (unknown keys pass through unchanged)."""
+    return _map_pointgpt_key(key, to_ours=True)
+
+
+def official_pointgpt_key(key: str) -> str:
+    """One of our PointGPT keys -> the official fine-tune key (the inverse of :func:`pointgpt_key`)."""
+    return _map_pointgpt_key(key, to_ours=False)
 
 
 def _pointgpt(state: dict[str, torch.Tensor], num_classes: int) -> Converted:

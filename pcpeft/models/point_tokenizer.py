@@ -11,7 +11,6 @@ from torch import nn
 
 from ..ops.grouping import PointGrouper
 
-
 #: first_conv widths of the two tokenizer sizes: Point-MAE's (also PointGPT-S) and PointGPT-B/L's ``Encoder_large``
 SMALL_WIDTHS = (128, 256)
 LARGE_WIDTHS = (256, 512, 1024)

@@ -29,9 +29,9 @@ from torch import nn
 from .backbone_base import PointBackboneConfig, PointClassifier
 from .chamfer import chamfer_l1, chamfer_l2
 from .heads import PointMAEHead, pool_global_tokens
+from .layouts import CheckpointLayout
 from .point_tokenizer import LARGE_WIDTHS, SMALL_WIDTHS, MiniPointNet, SinePositionalEncoding
 from .point_transformer import _reference_init
-from .layouts import CheckpointLayout
 from .registry import register_model
 from .token_order import ChainOrderedGrouper
 from .transformer import BlockStack, TransformerEncoder

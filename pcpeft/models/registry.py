@@ -65,5 +65,5 @@ def model_task(name: str) -> str:
 
 
 def _import_builtin_models() -> None:
-    from . import point_mae_pretrain, point_partseg, pointgpt, point_transformer, vit  # noqa: F401  (registers
+    from . import point_mae_pretrain, point_partseg, point_transformer, pointgpt, vit  # noqa: F401  (registers
     # point_mae / point_bert / act / recon / pointgpt_{s,b,l} / vit_* / *_partseg / point_mae_pretrain)

@@ -1,3 +1,16 @@
 """Imports every built-in method module so each registers itself."""
-from . import (adapter, dapt, gaprompt, lora, most, pointgst, pointlora, ppt, prompt_generator, prompts,  # noqa: F401
-               selective, smoa, ssf)
+from . import (  # noqa: F401
+               adapter,
+               dapt,
+               gaprompt,
+               lora,
+               most,
+               pointgst,
+               pointlora,
+               ppt,
+               prompt_generator,
+               prompts,
+               selective,
+               smoa,
+               ssf,
+)

@@ -56,18 +56,15 @@ Official key names: on PointGPT the whole model maps onto the official fine-tune
 from __future__ import annotations
 
 import dataclasses
-import re
 from typing import ClassVar
 
 import torch
 from torch import nn
 
-from ..models.layouts import _GPT_BLOCK, _GPT_TOP
+from ..models.layouts import official_pointgpt_key
 from .base import PeftConfig, PeftError, backbone_blocks, register_method, replace_submodule
 from .monarch import FACTOR_INITS, CentreGraph, PointMonarch, centre_graph
 from .official import OFFICIAL_CLS, TokenPooling, _backbone_name, _wrapper_prefixes, set_pooling
-
-_OUR_GPT_LAYER = re.compile(r"^(blocks|generator)\.blocks\.(\d+)\.(.+)$")
 
 
 def fused_layers(depth: int, count: int) -> tuple[int, ...]:
@@ -158,22 +155,6 @@ class LayerFusion(nn.Module):
 
     def extra_repr(self) -> str:
         return f"layers={self.layers}"
-
-
-def official_pointgpt_key(key: str) -> str:
-    """One of our PointGPT keys -> the official fine-tune key (the inverse of ``layouts.pointgpt_key``)."""
-    layer = _OUR_GPT_LAYER.match(key)
-    if layer:
-        stack, index, inner = layer.groups()
-        for old, new in _GPT_BLOCK:
-            if inner.startswith(new):
-                inner = old + inner[len(new):]
-                break
-        return f"{'blocks' if stack == 'blocks' else 'generator_blocks'}.layers.{index}.{inner}"
-    for old, new in _GPT_TOP:
-        if key == new or (new.endswith(".") and key.startswith(new)):
-            return old + key[len(new):]
-    return key
 
 
 def _block_stacks(backbone: nn.Module) -> list:

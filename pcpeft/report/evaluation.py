@@ -8,8 +8,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..engine.training.prediction import compute_metrics, predict
 from ..engine.recipe.schema import Settings
+from ..engine.training.prediction import compute_metrics, predict
 from ..engine.training.tasks import task_for
 
 

@@ -12,8 +12,8 @@ import torch
 
 from ..engine.data import build_dataset
 from ..engine.data.checks import check_not_empty
-from ..engine.runs.loading import load_run, read_run_config
 from ..engine.recipe.schema import validate_recipe
+from ..engine.runs.loading import load_run, read_run_config
 from ..viz import distinct_colors
 from . import clouds as cloud_views
 from .card import card_data, card_html, run_card

@@ -10,8 +10,15 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from ..experiments.table import (EPOCH_LABELS, METRIC_NAMES, RunRecord, Table, build_table, choose_on_validation,
-                                 collect_runs)
+from ..experiments.table import (
+    EPOCH_LABELS,
+    METRIC_NAMES,
+    RunRecord,
+    Table,
+    build_table,
+    choose_on_validation,
+    collect_runs,
+)
 from .errors import ReportError
 from .page import Page, escape, require_plotly, table_html
 from .run_report import REPORT_NAME, ReportOptions, build_run_report

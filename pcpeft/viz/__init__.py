@@ -5,12 +5,24 @@ from __future__ import annotations
 from .camera import Framing, View, project
 from .cloud_io import CloudFile, load_cloud, read_cloud
 from .colors import distinct_colors, point_colors
-from .figures import (cloud_panel, fps_index, gallery_panels, groups_panel, parts_panels, read_scalars, render_cloud,
-                      render_curves, render_gallery, render_groups, render_panels, render_routing, render_tsne,
-                      routing_panels)
+from .figures import (
+                      cloud_panel,
+                      fps_index,
+                      gallery_panels,
+                      groups_panel,
+                      parts_panels,
+                      read_scalars,
+                      render_cloud,
+                      render_curves,
+                      render_gallery,
+                      render_groups,
+                      render_panels,
+                      render_routing,
+                      render_tsne,
+                      routing_panels,
+)
 from .model_views import expert_choices, pooled_features
-from .renderers import (CloudPanel, MatplotlibRenderer, Open3DRenderer, PointLayer, choose_renderer,
-                        open3d_status)
+from .renderers import CloudPanel, MatplotlibRenderer, Open3DRenderer, PointLayer, choose_renderer, open3d_status
 
 __all__ = ["CloudFile", "CloudPanel", "Framing", "MatplotlibRenderer", "Open3DRenderer", "PointLayer", "View",
            "choose_renderer", "cloud_panel", "distinct_colors", "expert_choices", "fps_index", "gallery_panels",

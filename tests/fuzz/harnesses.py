@@ -20,7 +20,6 @@ import resource
 import shutil
 import signal
 import struct
-import sys
 import tempfile
 import tracemalloc
 from pathlib import Path
@@ -32,8 +31,6 @@ from pcpeft.datasets.errors import DatasetError
 from pcpeft.datasets.point_files import CloudFile, read_cloud, write_cloud
 
 TESTS = Path(__file__).resolve().parents[1]
-if str(TESTS) not in sys.path:  # the writers the tests use (tests/conftest.py does this inside pytest)
-    sys.path.insert(0, str(TESTS))
 
 #: reader name -> the suffix its inputs are written with
 SUFFIXES = {"ply": ".ply", "pcd": ".pcd", "off": ".off", "xyz": ".xyz", "npy": ".npy"}
@@ -227,8 +224,9 @@ def bounded(reader: str, data: bytes, seconds: float = 2.0, trace_memory: bool =
 
 def seed_corpus(reader: str, shared: Path | None = None) -> dict[str, bytes]:
     """Valid files of ``reader``'s format by name: what the tests write (``write_cloud`` ascii and binary, the
-    PLY and PCD writers of ``tests/test_viz_io.py`` in every encoding, the OFF meshes of ``tests/folder_data.py``)
-    and, for OFF, the real meshes under ``shared``'s ModelNet samples (cut down when large)."""
+    PLY and PCD writers of ``tests/report/test_viz_io.py`` in every encoding, the OFF meshes of
+    ``tests/folder_data.py``) and, for OFF, the real meshes under ``shared``'s ModelNet samples (cut down when
+    large)."""
     return {"ply": _ply_seeds, "pcd": _pcd_seeds, "off": lambda: _off_seeds(shared), "xyz": _xyz_seeds,
             "npy": _npy_seeds}[reader]()
 
@@ -244,7 +242,7 @@ def _written(suffix: str, points: np.ndarray, ascii_: bool = False) -> bytes:
 
 
 def _ply_seeds() -> dict[str, bytes]:
-    from test_viz_io import ply_bytes
+    from tests.report.test_viz_io import ply_bytes
 
     seeds = {f"write_cloud-{mode}-{n}.ply": _written(".ply", _cloud(n), mode == "ascii")
              for mode in ("ascii", "binary") for n in (1, 7)}
@@ -256,7 +254,7 @@ def _ply_seeds() -> dict[str, bytes]:
 
 
 def _pcd_seeds() -> dict[str, bytes]:
-    from test_viz_io import pcd_bytes
+    from tests.report.test_viz_io import pcd_bytes
 
     seeds = {f"write_cloud-{mode}-{n}.pcd": _written(".pcd", _cloud(n), mode == "ascii")
              for mode in ("ascii", "binary") for n in (1, 7)}
@@ -267,7 +265,7 @@ def _pcd_seeds() -> dict[str, bytes]:
 
 
 def _off_seeds(shared: Path | None) -> dict[str, bytes]:
-    from folder_data import write_off_mesh
+    from tests.folder_data import write_off_mesh
 
     seeds = {}
     for label in range(3):
@@ -299,7 +297,7 @@ def _xyz_seeds() -> dict[str, bytes]:
     seeds = {f"write_cloud-{n}.xyz": _written(".xyz", _cloud(n)) for n in (1, 7)}
     table = np.concatenate([_cloud(5), _cloud(5, 1)], axis=1)
     text = io.StringIO()
-    np.savetxt(text, table, delimiter=",")  # ModelNet40's resampled layout, as tests/test_viz_io.py writes it
+    np.savetxt(text, table, delimiter=",")  # ModelNet40's resampled layout, as tests/report/test_viz_io.py writes it
     seeds["modelnet-comma-6.txt"] = text.getvalue().encode()
     seeds["comment-and-blank.xyz"] = b"# x y z\n\n1 2 3\n4 5 6\n"
     return seeds

@@ -1,6 +1,6 @@
 """Coverage-guided fuzzing (atheris, libFuzzer) of the structured readers through their harnesses.
 
-    python tests/fuzz/structured_atheris.py READER SECONDS CORPUS_DIR [--crashes DIR] [--memory-mb N]
+    python -m tests.fuzz.structured_atheris READER SECONDS CORPUS_DIR [--crashes DIR] [--memory-mb N]
 
 READER is a name of :data:`structured_harnesses.READERS` (``h5_scanobjectnn``, ``pickle_dat``,
 ``torch_checkpoint``, ``safetensors_checkpoint``, ``recipe_yaml``, ...). CORPUS_DIR is seeded with the reader's
@@ -49,11 +49,10 @@ def _import_harnesses():
 
     import atheris
 
-    sys.path.insert(0, str(HERE))
     with atheris.instrument_imports(include=INSTRUMENTED):
         for name in READER_MODULES:
             importlib.import_module(name)
-        import structured_harnesses
+        from tests.fuzz import structured_harnesses
     return structured_harnesses
 
 
@@ -126,8 +125,8 @@ def run(reader: str, seconds: int, corpus_dir: str, crash_dir: str, extra: list[
     deadline = time.monotonic() + seconds
     restarts = 0
     while (left := int(deadline - time.monotonic())) > 5:
-        child = subprocess.run([sys.executable, __file__, reader, str(left), corpus_dir, "--crashes", crash_dir,
-                                "--child", *extra])
+        child = subprocess.run([sys.executable, "-m", "tests.fuzz.structured_atheris", reader, str(left), corpus_dir,
+                                "--crashes", crash_dir, "--child", *extra], cwd=HERE.parents[1])
         if child.returncode == 0:
             break
         current = Path(crash_dir) / f".current-{reader}"

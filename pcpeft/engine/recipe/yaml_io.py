@@ -22,7 +22,6 @@ import yaml
 
 from ...errors import UserError
 
-
 #: the largest recipe file read (the shipped ones take a few kB)
 MAX_RECIPE_BYTES = 1 << 20
 #: nodes a YAML document may unfold to, aliases counted every time they are used, and its deepest nesting
@@ -89,7 +88,7 @@ def parse_yaml(text: str, source: str | Path) -> object:
         raise yaml_error(source, err) from None
     except RecursionError:
         raise ConfigError(f"{source}: not valid YAML: nested deeper than {MAX_DEPTH} levels") from None
-    except (ValueError, TypeError, OverflowError) as err:  # a scalar its constructor rejects: 2001-13-45, 10**5000
+    except (ValueError, TypeError, OverflowError) as err:  # a scalar its constructor rejects (month 13, 10**5000)
         raise ConfigError(f"{source}: not valid YAML: a value cannot be read ({str(err)[:200]})") from None
     finally:
         if loader is not None:

@@ -24,8 +24,8 @@ import torch
 
 from ...errors import UserError
 from ...models.checkpoints import load_checkpoint_object, read_checkpoint_file
-from .loading import file_sha256, read_run_config
 from ..recipe.schema import validate_recipe
+from .loading import file_sha256, read_run_config
 
 
 class AssetError(UserError):

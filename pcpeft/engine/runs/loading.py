@@ -134,8 +134,8 @@ def load_run(run_dir: str | os.PathLike, backbone: str | os.PathLike | None = No
         a :class:`PeftModel` (points (B, N, 3) -> logits (B, classes)) with ``class_names`` (tuple of str),
         ``run_config`` (the run's config.yaml as a dict) and ``run_dir``.
     """
-    from ..training.model_setup import create_backbone, load_pretrained
     from ..recipe.schema import validate_recipe
+    from ..training.model_setup import create_backbone, load_pretrained
     from .training_state import restore_model_payload
 
     if checkpoint not in ("best", "last"):

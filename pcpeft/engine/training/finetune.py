@@ -24,22 +24,22 @@ from torch.utils.data import Dataset
 
 from ...datasets.errors import DatasetError
 from ...peft import PeftModel
-from ..runs.training_state import load_training_state, model_payload, restore_model_payload
-from ..recipe.yaml_io import ConfigError, save_config
 from ..data import build_dataset, dataset_record, validation_dataset
 from ..data.checks import check_class_count, check_grouping, check_not_empty, split_source
+from ..data.holdout import split_train_val
+from ..recipe.schema import Settings, as_settings, recipe_section, section_difference, validate_recipe
+from ..recipe.yaml_io import ConfigError, save_config
+from ..runs.folders import RunFolder, experiment_dir, finished_results
+from ..runs.json_files import json_safe, write_json
+from ..runs.training_state import load_training_state, model_payload, restore_model_payload
 from .distributed import barrier, init_distributed
 from .hooks import CheckpointHook, EvaluationHook, History, LogHook, record_line
-from ..runs.json_files import json_safe, write_json
 from .loop import LoopData, StepSettings, TrainingLoop
 from .model_setup import build_model, load_for_test
 from .optim import CosineWarmupSchedule, build_optimizer
 from .precision import log_precision, select_precision
-from ..runs.folders import RunFolder, experiment_dir, finished_results
-from ..recipe.schema import Settings, as_settings, recipe_section, section_difference, validate_recipe
 from .seeding import epoch_seed, seed_everything
 from .tasks import smoothed_cross_entropy, task_for
-from ..data.holdout import split_train_val
 
 LOG = logging.getLogger("pcpeft")
 

@@ -17,9 +17,14 @@ import torch
 import yaml
 
 from ...errors import UsageError
-
-from ...models.checkpoints import (CheckpointError, LoadReport, extract_state_dict, load_checkpoint_object,
-                                   map_reference_keys, read_checkpoint_file)
+from ...models.checkpoints import (
+    CheckpointError,
+    LoadReport,
+    extract_state_dict,
+    load_checkpoint_object,
+    map_reference_keys,
+    read_checkpoint_file,
+)
 from ...models.registry import create_model
 from ...peft import PeftModel, get_peft_model
 from ..recipe.schema import Settings, as_settings, recipe_section

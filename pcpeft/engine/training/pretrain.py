@@ -17,14 +17,14 @@ import torch
 
 from ...datasets.transforms import RandomSubsetOfFPS, ScaleAndTranslate
 from ...models.registry import create_model, model_options
-from ..runs.training_state import load_training_state
-from ..recipe.yaml_io import ConfigError, save_config
 from ..data import build_dataset
+from ..recipe.schema import Settings, recipe_section, section_difference, validate_recipe
+from ..recipe.yaml_io import ConfigError, save_config
+from ..runs.folders import RunFolder
+from ..runs.training_state import load_training_state
 from .hooks import CheckpointHook, LogHook
 from .loop import LoopData, TrainingLoop, plain_step
 from .optim import CosineWarmupSchedule, build_optimizer
-from ..runs.folders import RunFolder
-from ..recipe.schema import Settings, recipe_section, section_difference, validate_recipe
 from .seeding import seed_everything
 from .tasks import StepResult
 

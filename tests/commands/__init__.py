@@ -1,0 +1,1 @@
+"""Tests of the pcpeft command and the tools."""

@@ -1,0 +1,1 @@
+"""Tests of pcpeft.datasets: the readers, data sets and transforms."""

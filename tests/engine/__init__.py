@@ -1,0 +1,1 @@
+"""Tests of pcpeft.engine: recipes, training, resuming, run folders."""

@@ -1,0 +1,1 @@
+"""Tests of pcpeft.experiments: sweeps, tables, the modality comparison."""

@@ -1,0 +1,1 @@
+"""Tests of pcpeft.export and prediction: ONNX, safetensors, classifying files."""

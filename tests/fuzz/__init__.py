@@ -1,0 +1,1 @@
+"""Fuzzing of the readers: harnesses, atheris drivers, hypothesis tests and regression inputs."""

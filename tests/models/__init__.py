@@ -1,0 +1,1 @@
+"""Tests of pcpeft.models: the backbones, their official layouts and parameter counts."""

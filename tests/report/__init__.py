@@ -1,0 +1,1 @@
+"""Tests of pcpeft.viz and pcpeft.report: pictures, cloud files, the HTML report."""
