@@ -22,6 +22,7 @@ from pcpeft.engine.recipe.official import (
 from pcpeft.engine.recipe.schema import validate_recipe
 from pcpeft.engine.recipe.shipped import RECIPES_DIR, resolve_recipe, shipped_recipes
 from pcpeft.engine.recipe.yaml_io import ConfigError, load_config
+from pcpeft.peft import resolve_configs
 
 # -- the official files, re-typed ------------------------------------------------------------------------------
 BASES = {"objbg": "cfgs/dataset_configs/ScanObjectNN_objectbg.yaml",
@@ -335,3 +336,197 @@ def test_to_yaml_lists_decisions_and_unmapped_keys_before_the_recipe(tmp_path):
     assert yaml.safe_load(out) == translation.recipe
     validate_recipe(yaml.safe_load(out), "round trip")
     assert "_base_" not in out.split("# not mapped:")[1].split("\n", 2)[-1]
+
+
+# -- the newest methods: MoST, GAPrompt, PointLoRA --------------------------------------------------------------
+#: each repository's cfgs/dataset_configs files the newest methods' recipes name (text as in the repository)
+NEWEST_BASES = {
+    "MoST": {"ScanObjectNN_hardest.yaml": "NAME: ScanObjectNN_hardest\nROOT: data/ScanObjectNN/h5_files/main_split",
+             "ModelNet40.yaml": "NAME: ModelNet\nDATA_PATH: data/ModelNet/modelnet40_normal_resampled\n"
+                                "N_POINTS: 8192\nNUM_CATEGORY: 40\nUSE_NORMALS: FALSE"},
+    "GAPrompt": {"ScanObjectNN_hardest.yaml": "NAME: ScanObjectNN_hardest\nROOT: ./data/ScanObjectNN/main_split",
+                 "ScanObjectNN_objectbg.yaml": "NAME: ScanObjectNN\nROOT: data/ScanObjectNN/main_split",
+                 "ScanObjectNN_objectonly.yaml": "NAME: ScanObjectNN\nROOT: data/ScanObjectNN/main_split_nobg",
+                 "ModelNet40.yaml": "NAME: ModelNet\nDATA_PATH: ./data/ModelNet/modelnet40_normal_resampled\n"
+                                    "N_POINTS: 8192\nNUM_CATEGORY: 40\nUSE_NORMALS: FALSE"},
+    "PointLoRA": {"ScanObjectNN_hardest.yaml": "NAME: ScanObjectNN_hardest\nROOT: data/ScanObjectNN/main_split"},
+}
+
+
+def most_text(row: str) -> str:
+    """xhanxu/MoST cfgs/PointGPT-L/finetune_<row>_peft.yaml (row: scan_hardest or modelnet)."""
+    base = {"scan_hardest": "ScanObjectNN_hardest", "modelnet": "ModelNet40"}[row]
+    classes, points = (15, 2048) if row == "scan_hardest" else (40, 1024)
+    splits = "".join(f"    {split}:\n      {{\n        _base_: cfgs/dataset_configs/{base}.yaml,\n"
+                     f"        others: {{ subset: \"{subset}\" }},\n      }},\n"
+                     for split, subset in (("train", "train"), ("val", "test"), ("test", "test")))
+    unused = "    loss: cdl2,\n    weight_center: 1,\n" if row == "modelnet" else ""
+    return ("optimizer: { type: AdamW, kwargs: { lr: 0.0005, weight_decay: 0.05 } }\n\n"
+            "scheduler: { type: CosLR, kwargs: { epochs: 50, initial_epochs: 10 } }\n\n"
+            f"dataset:\n  {{\n{splits}  }}\n"
+            f"model:\n  {{\n    NAME: PointTransformer,\n    trans_dim: 1024,\n    depth: 24,\n"
+            f"    drop_path_rate: 0.1,\n    cls_dim: {classes},\n    num_heads: 16,\n    group_size: 32,\n"
+            f"    num_group: 128,\n    encoder_dims: 1024,\n    decoder_depth: 4,\n{unused}"
+            f"    peft_type: \"most\",\n    monarch_nblocks: 8,\n    fusion_layer: 3,\n  }}\n\n"
+            f"npoints: {points}\ntotal_bs: 32\nstep_per_update: 1\nmax_epoch: 50\ngrad_norm_clip: 10\n")
+
+
+#: GAPrompt per row: base file, classes, groups, points, point_number, perturbation, propagation_type, max_epoch
+GAPROMPT_ROWS = {
+    "scan_hardest": ("./cfgs/dataset_configs/ScanObjectNN_hardest.yaml", 15, 128, 2048, 5, "0.80",
+                     "permutation_after_attention", 300),
+    "scan_objbg": ("cfgs/dataset_configs/ScanObjectNN_objectbg.yaml", 15, 128, 2048, 10, "0.20",
+                   "permutation_before_attention", 300),
+    "scan_objonly": ("cfgs/dataset_configs/ScanObjectNN_objectonly.yaml", 15, 128, 2048, 10, "0.10",
+                     "permutation_after_attention", 300),
+    "modelnet": ("cfgs/dataset_configs/ModelNet40.yaml", 40, 64, 1024, 5, "0.05", "permutation_after_attention", 400),
+}
+
+
+def gaprompt_text(row: str) -> str:
+    """zhoujiahuan1991/ICML2025-GAPrompt cfgs/gaprompt_<row>.yaml."""
+    base, classes, groups, points, prompt_points, perturbation, propagation, epochs = GAPROMPT_ROWS[row]
+    model = ("model : {\n  NAME: PointTransformer_pointtokenprompt, # PointTransformer_pointtokenprompt\n"
+             f"  trans_dim: 384,\n  depth: 12,\n  drop_path_rate: 0.1,\n  if_half: False,\n  cls_dim: {classes},\n"
+             f"  num_heads: 6,\n  group_size: 32,\n  num_group: {groups},\n  encoder_dims: 384,\n"
+             "  adapter_config: {\n    adapter_dim: 16,\n    adapter_drop_path_rate: 0.1,\n  },\n"
+             f"  point_number: {prompt_points},\n  scale: 0.01,\n  factor: 5,\n  perturbation: {perturbation},\n"
+             "  point_prompt: True,\n  shift_net: True,\n  prompt_depth: 6,\n  scaler: False,\n  num_tokens: 10,\n"
+             f"  propagation_type: '{propagation}' # permutation_after_attention\n}}\n")
+    return (_schedule_block("0.0005", 300, 10) + _dataset_block(base) + model
+            + _tail(points, 32).replace("max_epoch : 300", f"max_epoch : {epochs}") + "task: 'classification'")
+
+
+def pointlora_text(row: str = "scan_hardest") -> str:
+    """songw-zju/PointLoRA cfgs/finetune_scan_hardest_pointlora.yaml (its only recipe)."""
+    return (_schedule_block("0.0005", 300, 10, part="pointlora") + _dataset_block(BASES["hardest"])
+            + _model_block("PointTransformer_PointLoRA", 15, 128, "0.3") + "\n" + _tail(2048, 32))
+
+
+#: (checkout folder, folder of the recipe in it, file name, text maker, shipped recipe) per repository
+NEWEST = {
+    "MoST": ("MoST", "cfgs/PointGPT-L", "finetune_{row}_peft.yaml", most_text, "methods/most_pointgpt_l_{row}"),
+    "GAPrompt": ("ICML2025-GAPrompt", "cfgs", "gaprompt_{row}.yaml", gaprompt_text, "methods/gaprompt_{row}"),
+    "PointLoRA": ("PointLoRA", "cfgs", "finetune_{row}_pointlora.yaml", pointlora_text, "methods/pointlora_{row}"),
+}
+NEWEST_CASES = [("MoST", "scan_hardest"), ("MoST", "modelnet"), *[("GAPrompt", row) for row in GAPROMPT_ROWS],
+                ("PointLoRA", "scan_hardest")]
+#: the peft section each row's official keys (and hard-coded values) must give
+NEWEST_PEFT = {
+    "MoST": {"method": "most", "monarch_blocks": 8, "neighbours": 4, "eps": 0.05, "fusion_layers": 3},
+    "PointLoRA": {"method": "pointlora", "rank": 8, "top_k": 32, "scale2_top_k": 8, "mask_loss_weight": 0.004},
+}
+
+
+def write_newest(tmp_path: Path, repo: str, row: str, text: str | None = None) -> Path:
+    """Write ``repo``'s official recipe of ``row`` and its data-set files where the checkout has them."""
+    checkout, folder, name, make, _ = NEWEST[repo]
+    bases = tmp_path / checkout / "cfgs" / "dataset_configs"
+    bases.mkdir(parents=True, exist_ok=True)
+    for base, content in NEWEST_BASES[repo].items():
+        (bases / base).write_text(content)
+    path = tmp_path / checkout / folder / name.format(row=row)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(make(row) if text is None else text)
+    return path
+
+
+def gaprompt_peft(row: str) -> dict:
+    _, _, _, _, prompt_points, perturbation, propagation, _ = GAPROMPT_ROWS[row]
+    return {"method": "gaprompt", "prompt_points": prompt_points, "prompt_scale": 0.01, "prompt_factor": 5.0,
+            "perturbation": float(perturbation), "propagation": propagation.split("_")[1],
+            "prompt_depth": 6, "propagation_index": "official", "head_dropout": 0.6}
+
+
+@pytest.mark.parametrize("repo,row", NEWEST_CASES)
+def test_newest_official_files_translate_to_the_shipped_recipe(tmp_path, repo, row):
+    path = write_newest(tmp_path, repo, row)
+    assert is_official_recipe(yaml.safe_load(path.read_text()))
+    translation = translate_official_recipe(path)
+    name = NEWEST[repo][4].format(row=row)
+    ours = validate_recipe(translation.recipe, "translated")
+    shipped = validate_recipe(load_config(resolve_recipe(name)), name)
+
+    assert translation.unmapped == []
+    assert translation.matches == name
+    assert shipped_differences(translation, name) == []
+    assert translation.recipe["peft"] == (NEWEST_PEFT.get(repo) or gaprompt_peft(row))
+    assert resolve_configs(ours.peft) == resolve_configs(shipped.peft)
+    assert ours.model == shipped.model
+    assert ours.dataset.model_dump() == shipped.dataset.model_dump()
+    assert ours.augmentation.model_dump() == shipped.augmentation.model_dump()
+    assert ours.scheduler.model_dump() == shipped.scheduler.model_dump()
+    # not compared by matches: the official validation batch and fp32 training, as the shipped recipes
+    assert ours.test.batch_size == shipped.test.batch_size and ours.train.amp == shipped.train.amp
+    assert ours.train.aux_loss_weight == shipped.train.aux_loss_weight
+
+
+def test_most_is_told_from_pointgpt_l_by_its_keys(tmp_path):
+    most = translate_official_recipe(write_newest(tmp_path, "MoST", "scan_hardest"))
+    decision = next(d for d in most.decisions if d.startswith("model.NAME"))
+    assert "peft_type, monarch_nblocks, fusion_layer are MoST's" in decision and "pointgpt_l" in decision
+    assert most.recipe["augmentation"] == {"scale_translate": False, "rotate": True, "up_axis": "y"}  # per cloud
+    assert any(d.startswith("MoST fuses the raw outputs of blocks [7, 15, 23]") for d in most.decisions)
+    modelnet = translate_official_recipe(write_newest(tmp_path, "MoST", "modelnet"))
+    assert modelnet.recipe["augmentation"]["scale_translate"] is True  # runner_peft: base NAME ModelNet
+    assert modelnet.recipe["model"]["num_group"] == 128  # MoST keeps 128 groups at 1k points
+
+    text = most_text("scan_hardest").replace('    peft_type: "most",\n    monarch_nblocks: 8,\n    fusion_layer: 3,\n',
+                                             "")
+    plain = translate_official_recipe(write_newest(tmp_path, "MoST", "scan_hardest", text))
+    assert plain.recipe["model"]["name"] == "pointgpt_l" and "peft" not in plain.recipe
+    assert plain.recipe["train"]["batch_size"] == 32 and plain.matches is None
+
+
+def test_most_keys_pcpeft_cannot_reproduce(tmp_path):
+    text = most_text("scan_hardest").replace("fusion_layer: 3", "fusion_layer: 5").replace(
+        '"most"', '"full"').replace("num_group: 128", "num_group: 64")
+    translation = translate_official_recipe(write_newest(tmp_path, "MoST", "scan_hardest", text))
+    keys = [entry.split(":")[0] for entry in translation.unmapped]
+    assert keys == ["model.peft_type", "model.fusion_layer", "model.num_group"], translation.unmapped
+    assert "[3, 7, 11, 15, 19, 23]" in translation.unmapped[1]  # official: every 4th block from 23
+    assert "deepest 5: [7, 11, 15, 19, 23]" in translation.unmapped[1]
+    assert translation.recipe["peft"]["fusion_layers"] == 5 and translation.matches is None
+
+    path = write_newest(tmp_path, "MoST", "scan_hardest", most_text("scan_hardest").replace('peft_type: "most",', ""))
+    with pytest.raises(ConfigError, match=r"finetune_scan_hardest_peft\.yaml: model\.peft_type: missing"):
+        translate_official_recipe(path)
+
+
+def test_gaprompt_rows_take_their_propagation_and_batch_rotation(tmp_path):
+    objbg = translate_official_recipe(write_newest(tmp_path, "GAPrompt", "scan_objbg"))
+    assert objbg.recipe["peft"]["propagation"] == "before" and objbg.recipe["peft"]["prompt_points"] == 10
+    assert objbg.recipe["dataset"]["split"] == "OBJ_BG"
+    modelnet = translate_official_recipe(write_newest(tmp_path, "GAPrompt", "modelnet"))
+    assert modelnet.recipe["scheduler"]["epochs"] == 400 and modelnet.recipe["scheduler"]["cosine_epochs"] == 300
+    assert modelnet.recipe["augmentation"]["rotate"] is True  # every data set, ModelNet included
+    assert modelnet.recipe["augmentation"]["rotate_per"] == "batch"
+    assert modelnet.recipe["test"]["batch_size"] == 64  # validation at 2 x total_bs
+    assert any(d.startswith("task 'classification'") for d in modelnet.decisions)
+    assert any(d.startswith("model.if_half False: ignored") for d in modelnet.decisions)
+
+
+def test_gaprompt_keys_pcpeft_cannot_reproduce(tmp_path):
+    text = gaprompt_text("scan_hardest").replace("permutation_after_attention'", "replacement_after_attention'")
+    text = text.replace("scaler: False", "scaler: True").replace("num_tokens: 10", "num_tokens: 20")
+    text = text.replace("shift_net: True", "shift_net: False").replace("'classification'", "'segmentation'")
+    translation = translate_official_recipe(write_newest(tmp_path, "GAPrompt", "scan_hardest", text))
+    keys = sorted(entry.split(":")[0] for entry in translation.unmapped)
+    assert keys == ["model.num_tokens", "model.propagation_type", "model.scaler", "model.shift_net", "task"]
+    assert translation.recipe["peft"]["propagation"] == "after"
+    assert translation.recipe["peft"]["perturbation"] == 0.8  # the ShiftNet pcpeft keeps takes the file's value
+
+    path = write_newest(tmp_path, "GAPrompt", "scan_hardest", gaprompt_text("scan_hardest").replace(
+        "  point_number: 5,\n", ""))
+    with pytest.raises(ConfigError, match=r"gaprompt_scan_hardest\.yaml: model\.point_number: missing"):
+        translate_official_recipe(path)
+
+
+def test_pointlora_needs_its_part_and_grouping(tmp_path):
+    text = pointlora_text().replace("  part: pointlora,\n", "").replace("num_group: 128", "num_group: 64")
+    translation = translate_official_recipe(write_newest(tmp_path, "PointLoRA", "scan_hardest", text))
+    keys = sorted(entry.split(":")[0] for entry in translation.unmapped)
+    assert keys == ["model.num_group", "optimizer"], translation.unmapped
+    assert "set part: pointlora" in next(e for e in translation.unmapped if e.startswith("optimizer"))
+    assert translation.recipe["peft"]["mask_loss_weight"] == 0.004
+    assert translation.recipe["augmentation"] == {"scale_translate": True, "rotate": False, "up_axis": "y"}

@@ -1,7 +1,7 @@
 """Recipes written in the official repositories' dialect, translated into pcpeft recipes.
 
-Point-MAE, Point-BERT, ACT, ReCon, PointGPT and the PEFT repositories built on them (DAPT, IDPT, PPT, PointGST)
-share one recipe dialect::
+Point-MAE, Point-BERT, ACT, ReCon, PointGPT and the PEFT repositories built on them (DAPT, IDPT, PPT, PointGST,
+MoST, GAPrompt, PointLoRA) share one recipe dialect::
 
     model: {NAME: PointTransformer, trans_dim: 384, depth: 12, cls_dim: 15, num_group: 128, ...}
     dataset: {train: {_base_: cfgs/dataset_configs/ScanObjectNN_hardest.yaml, others: {subset: train}}, ...}
@@ -21,7 +21,8 @@ What a file does not say is taken from the official code of the repository the f
 augmentation, its scheduler's floors); every such choice is listed in ``decisions``. The repository and the
 backbone are decided from ``model.NAME``, the method keys next to it and the file's place
 (``cfgs/PointGPT-S/...``): the name ``PointTransformer`` alone is registered by Point-MAE, Point-BERT, ACT, ReCon,
-PointGPT, IDPT and PPT. Every key of the file ends up in ``decisions`` or in ``unmapped``; none is dropped silently.
+PointGPT, MoST, IDPT and PPT. Every key of the file ends up in ``decisions`` or in ``unmapped``; none is dropped
+silently.
 """
 from __future__ import annotations
 
@@ -52,13 +53,19 @@ PRETRAIN_NAMES = ("Point_MAE", "Point_BERT", "PointGPT", "ReCon", "TwoTower", "D
                   "ACT_PointDistillation")
 #: every fine-tuning NAME the translator knows, with the repository that registers it
 KNOWN_NAMES = {
-    "PointTransformer": "Point-MAE, Point-BERT, ACT, ReCon, PointGPT, IDPT, PPT (decided by the other keys)",
+    "PointTransformer": "Point-MAE, Point-BERT, ACT, ReCon, PointGPT, MoST, IDPT, PPT (decided by the other keys)",
     "PointTransformerRaw": "IDPT's full fine-tuning model (zyh16143998882/ICCV23-IDPT models/Point_MAE.py)",
     "PointTransformer_DAPT": "DAPT (LMD0311/DAPT models/DAPT.py)",
     "PointTransformer_PGST": "PointGST (jerryfeng2003/PointGST models/PointTransformer.py)",
     "GPT_Transformer_PGST": "PointGST on PointGPT (jerryfeng2003/PointGST models/PointGPT.py)",
     "GPT_Transformer_DAPT": "DAPT on PointGPT (jerryfeng2003/PointGST models/PointGPT_DAPT.py)",
+    "PointTransformer_pointtokenprompt": "GAPrompt (zhoujiahuan1991/ICML2025-GAPrompt models/prompt_MAE.py)",
+    "PointTransformer_PointLoRA": "PointLoRA (songw-zju/PointLoRA models/PointLoRA.py)",
 }
+#: model keys only MoST's ``PointTransformer`` reads (xhanxu/MoST models/PointGPT_MoST.py, tools/runner_peft.py)
+MOST_KEYS = ("peft_type", "monarch_nblocks", "fusion_layer")
+#: GAPrompt's ``propagation_type`` values pcpeft's gaprompt has, as its ``propagation``
+GAPROMPT_PROPAGATION = {"permutation_after_attention": "after", "permutation_before_attention": "before"}
 
 #: PointGPT sizes by (trans_dim, depth, num_heads)
 POINTGPT_SIZES = {(384, 12, 6): "pointgpt_s", (768, 12, 12): "pointgpt_b", (1024, 24, 16): "pointgpt_l"}
@@ -91,7 +98,10 @@ COSLR_MIN_LR = {"ACT": 1e-7}
 DEFAULT_MIN_LR = 1e-6
 
 #: optimizer.part value each method's official builder expects
-METHOD_PARTS = {"dapt": "dapt", "pointgst": "adapt", "idpt": "only_new"}
+METHOD_PARTS = {"dapt": "dapt", "pointgst": "adapt", "idpt": "only_new", "pointlora": "pointlora"}
+#: methods whose logits depend on the other clouds of the batch, with the official validation batch as a multiple of
+#: total_bs (each repository's main.py without a launcher: MoST's val bs is total_bs, GAPrompt's 2 x total_bs)
+BATCH_DEPENDENT = {"most": 1, "gaprompt": 2}
 
 
 # -- the result -------------------------------------------------------------------------------------------------
@@ -225,7 +235,8 @@ def translate_official_recipe(path: str | Path, config: dict | None = None) -> T
     train = _train_section(official, origin, ledger)
     augmentation = _augmentation_section(origin, data, path, ledger)
     base = _base_recipe(ledger)
-    recipe.update(train=deep_merge(base["train"], train), test=base["test"], augmentation=augmentation)
+    recipe.update(train=deep_merge(base["train"], train), test=dict(base["test"]), augmentation=augmentation)
+    _batch_dependent(recipe["train"], recipe["test"], origin, ledger)
     _account_for_the_rest(official, ledger)
     comparable = _comparable(_validate(recipe, source))
     matches = _matching_shipped(comparable)
@@ -303,6 +314,14 @@ def _identify(model: dict, path: Path, ledger: _Ledger) -> _Origin:
         origin = _pointgst_origin(path)
     elif name in ("GPT_Transformer_PGST", "GPT_Transformer_DAPT"):
         origin = _pointgst_gpt_origin(name, model, ledger)
+    elif name == "PointTransformer_pointtokenprompt":
+        origin = _Origin("GAPrompt", "point_mae", "gaprompt",
+                         "model.NAME PointTransformer_pointtokenprompt is GAPrompt's model (Point-MAE's architecture "
+                         "with ShiftNet, point and token prompts, propagation and adapters)")
+    elif name == "PointTransformer_PointLoRA":
+        origin = _Origin("PointLoRA", "point_mae", "pointlora",
+                         "model.NAME PointTransformer_PointLoRA is PointLoRA's model (Point-MAE's architecture with "
+                         "LoRA on qkv / proj, shared prompt MLPs and multi-scale token selection)")
     else:
         raise ledger.error("model.NAME", f"{name!r} is not a model the translator knows; known fine-tuning names: "
                                          + "; ".join(f"{k} ({v})" for k, v in KNOWN_NAMES.items()))
@@ -338,6 +357,8 @@ def _identify_point_transformer(model: dict, path: Path, ledger: _Ledger) -> _Or
     """``PointTransformer``: decided by the file's place (``cfgs/PointGPT-S/``), then by the keys beside it."""
     ambiguous = "model.NAME PointTransformer is ambiguous (Point-MAE and PointGPT-S, among others, register it)"
     place = _pointgpt_place(path)
+    if any(key in model for key in MOST_KEYS):
+        return _most_origin(model, place, ambiguous, ledger)
     method_keys = sorted(k for k in model if k in ("prompt_layer", "prompt_module", "cls_type", "prompt_group_size",
                                                    "prompt_num_group", "transfer_type", "type"))
     if place is not None:
@@ -369,6 +390,21 @@ def _pointgpt_by_place(model: dict, place: tuple[str, str], method_keys: list[st
                        place=folder)
     return _Origin("PointGPT", backbone, None, f"{ambiguous}; decided by the file's place cfgs/{folder}/{also}",
                    place=folder)
+
+
+def _most_origin(model: dict, place: tuple[str, str] | None, ambiguous: str, ledger: _Ledger) -> _Origin:
+    """MoST's ``PointTransformer`` (PointGPT's model with a PointMonarch in every block): the size from the widths."""
+    keys = ", ".join(key for key in MOST_KEYS if key in model)
+    size = _pointgpt_size(model, ledger)
+    if size is None:
+        raise ledger.error("model.trans_dim", f"{keys} say MoST (PointGPT with PointMonarch adapters), but "
+                                              f"trans_dim/depth/num_heads are none of PointGPT's sizes "
+                                              f"{sorted(POINTGPT_SIZES.values())}")
+    where = f" (in cfgs/{place[1]}/)" if place is not None else ""
+    return _Origin("MoST", size, "most", f"{ambiguous}; {keys} are MoST's (xhanxu/MoST models/PointGPT_MoST.py: "
+                                         f"PointGPT's model with a PointMonarch in every block){where}, and "
+                                         f"trans_dim/depth/num_heads are {size}'s",
+                   place=place[1] if place is not None else None)
 
 
 def _identify_by_keys(model: dict, path: Path, ambiguous: str, ledger: _Ledger) -> _Origin:
@@ -438,7 +474,7 @@ def _model_section(model: dict, origin: _Origin, ledger: _Ledger) -> dict:
         out[key] = _required(model, key, "model", ledger, int)
         ledger.mark(f"model.{key}")
     if origin.backbone.startswith("pointgpt"):
-        out.update(_pointgpt_options(model, out["trans_dim"], ledger))
+        out.update(_pointgpt_options(model, out["trans_dim"], origin.repo, ledger))
     else:
         out.update(_point_transformer_options(model, out["trans_dim"], origin, ledger))
     out["num_classes"] = _required(model, "cls_dim", "model", ledger, int)
@@ -468,7 +504,7 @@ def _point_transformer_options(model: dict, width: int, origin: _Origin, ledger:
     return out
 
 
-def _pointgpt_options(model: dict, width: int, ledger: _Ledger) -> dict:
+def _pointgpt_options(model: dict, width: int, repo: str, ledger: _Ledger) -> dict:
     """PointGPT's ``tokenizer`` (from ``encoder_dims``) and ``decoder_depth``; its ``drop_path_rate`` is unused."""
     dims = _number(model.get("encoder_dims", width), "model.encoder_dims", ledger, int)
     tokenizer = "small" if dims == 384 else "large"
@@ -485,12 +521,12 @@ def _pointgpt_options(model: dict, width: int, ledger: _Ledger) -> dict:
         out["decoder_depth"] = 4
         ledger.decisions.append("model.decoder_depth = 4: the file has none (the official generator's depth)")
     if "drop_path_rate" in model:
-        ledger.decide("model.drop_path_rate", f"model.drop_path_rate {model['drop_path_rate']}: ignored, as the "
-                                              f"official PointGPT PointTransformer never passes it to its blocks")
+        ledger.decide("model.drop_path_rate", f"model.drop_path_rate {model['drop_path_rate']}: ignored, as "
+                                              f"the official model ({repo}) never passes it to its blocks")
     for key in ("loss", "weight_center"):
         if key in model:
             ledger.decide(f"model.{key}", f"model.{key} {model[key]!r}: ignored, as the official fine-tuning "
-                                          f"PointTransformer does not read it (only PointGPT's pre-training model "
+                                          f"model ({repo}) does not read it (only PointGPT's pre-training model "
                                           f"does)")
     return out
 
@@ -518,6 +554,12 @@ def _peft_section(official: dict, model: dict, origin: _Origin, ledger: _Ledger)
         peft = _ppt(model, ledger)
     elif origin.method == "pointgst":
         peft = _pointgst(model, ledger)
+    elif origin.method == "most":
+        peft = _most(model, origin, ledger)
+    elif origin.method == "gaprompt":
+        peft = _gaprompt(model, ledger)
+    elif origin.method == "pointlora":
+        peft = _pointlora(model, ledger)
     elif origin.repo == "ACT":
         peft = _act_transfer(model, ledger)
     elif origin.repo == "ReCon":
@@ -534,7 +576,8 @@ def _check_part(part: Any, peft: dict | None, origin: _Origin, ledger: _Ledger) 
     if part is None:
         if expected is not None:
             ledger.unmap("optimizer", f"no part: the official builder would train every parameter; pcpeft's "
-                                      f"{origin.method} trains its own parameters and '*cls*' (set part: {expected})")
+                                      f"{origin.method} trains what part {expected} selects (its own parameters and "
+                                      f"'*cls*'; set part: {expected})")
         return peft
     if expected is not None and part == expected:
         ledger.decide(key, f"optimizer.part {part}: what the official {origin.method} optimiser trains (names "
@@ -638,6 +681,160 @@ def _pointgst(model: dict, ledger: _Ledger) -> dict:
                                                  f"{peft['local']} -> peft.rank / peft.local; basis official (the "
                                                  f"official code's spectral basis)")
     return peft
+
+
+def _most(model: dict, origin: _Origin, ledger: _Ledger) -> dict:
+    """MoST's options -> ``{method: most, monarch_blocks, neighbours, eps, fusion_layers}``."""
+    kind = model.get("peft_type")
+    if kind is None:
+        raise ledger.error("model.peft_type", "missing (MoST's runner_peft reads it; 'most' trains the MoST "
+                                              "parameters)")
+    if kind == "most":
+        ledger.decide("model.peft_type", "model.peft_type most: runner_peft trains only the parameters named "
+                                         "'*cls*' or '*monarch*' (the PointMonarch adapters, cls token and "
+                                         "position, norms, head), as pcpeft's most")
+    else:
+        ledger.unmap("model.peft_type", f"{kind!r}: runner_peft then trains every parameter of MoST's model; "
+                                        f"pcpeft's most trains its own parameters and '*cls*'")
+    peft = {"method": "most", "monarch_blocks": _required(model, "monarch_nblocks", "model", ledger, int),
+            "neighbours": 4, "eps": 0.05, "fusion_layers": _required(model, "fusion_layer", "model", ledger, int)}
+    for key, name in (("monarch_nblocks", "monarch_blocks"), ("fusion_layer", "fusion_layers")):
+        if peft[name] < 1:
+            raise ledger.error(f"model.{key}", f"{peft[name]}: MoST's model needs at least 1")
+    ledger.decide(["model.monarch_nblocks", "model.fusion_layer"],
+                  f"MoST: model.monarch_nblocks {peft['monarch_blocks']} -> peft.monarch_blocks, model.fusion_layer "
+                  f"{peft['fusion_layers']} -> peft.fusion_layers; neighbours 4 and eps 0.05 are fixed in the "
+                  f"official code (PointMonarch group_size 4, IDW eps 0.05; kNN of 5 centres, itself dropped)")
+    _most_limits(model, peft["fusion_layers"], origin, ledger)
+    return peft
+
+
+def _most_limits(model: dict, fusion: int, origin: _Origin, ledger: _Ledger) -> None:
+    """What MoST's official model hard-codes: 24 blocks (fused blocks ``range(23, 0, -(24 // fusion_layer))``) and
+    128 patch tokens (its smoother); pcpeft's most takes the deepest ``fusion_layers`` of any depth and group count."""
+    from ...peft.most import fused_layers
+
+    depth = next(size[1] for size, name in POINTGPT_SIZES.items() if name == origin.backbone)
+    official = sorted(range(23, 0, -(24 // fusion))) if depth == 24 and fusion <= 24 else None
+    ours = list(fused_layers(depth, fusion))
+    if ours == official:
+        ledger.decisions.append(f"MoST fuses the raw outputs of blocks {official} (range(23, 0, -24 // "
+                                f"fusion_layer)), as pcpeft's most with fusion_layers {fusion}")
+    elif official is not None:
+        ledger.unmap("model.fusion_layer", f"{fusion}: MoST's model fuses blocks {official} (range(23, 0, -(24 // "
+                                           f"fusion_layer))); pcpeft's most fuses the deepest {fusion}: {ours}")
+    else:
+        ledger.unmap("model.fusion_layer", f"{fusion}: MoST's model fuses blocks range(23, 0, -(24 // "
+                                           f"fusion_layer)) of PointGPT-L's 24; {origin.backbone} has {depth} "
+                                           f"blocks, of which pcpeft's most fuses {ours}")
+    groups = _number(model.get("num_group", 128), "model.num_group", ledger, int)
+    if groups != 128:
+        ledger.unmap("model.num_group", f"{groups}: MoST's smoother (K_Rectify) hard-codes 128 patch tokens, so the "
+                                        f"official model runs with 128 groups only; pcpeft's most smooths {groups}")
+
+
+def _gaprompt(model: dict, ledger: _Ledger) -> dict:
+    """GAPrompt's options -> ``{method: gaprompt, prompt_points, prompt_scale, prompt_factor, perturbation,
+    propagation, prompt_depth, propagation_index, head_dropout}``; its switches must be on (pcpeft's gaprompt always
+    has both parts)."""
+    peft: dict[str, Any] = {"method": "gaprompt"}
+    prompts = _gaprompt_switch(model, "point_prompt", "point prompts", ledger)
+    peft.update(_gaprompt_part(model, {"point_number": ("prompt_points", int), "scale": ("prompt_scale", float),
+                                       "factor": ("prompt_factor", float)}, prompts, ledger))
+    shift = _gaprompt_switch(model, "shift_net", "ShiftNet (its head reads the shape feature)", ledger)
+    peft.update(_gaprompt_part(model, {"perturbation": ("perturbation", float)}, shift, ledger))
+    peft["propagation"] = _gaprompt_propagation(model, ledger)
+    peft["prompt_depth"] = _required(model, "prompt_depth", "model", ledger, int)
+    ledger.decide("model.prompt_depth", f"model.prompt_depth {peft['prompt_depth']} -> peft.prompt_depth")
+    _gaprompt_fixed(model, ledger)
+    peft.update(propagation_index="official", head_dropout=0.6)
+    ledger.decisions.append("GAPrompt: runner_module trains only the names with point_prompt, shift_net, "
+                            "shape_feature_mlp, adapter, cls, prompt_embeddings, prompt_cor or out_transform (no "
+                            "optimizer.part), as pcpeft's gaprompt; peft.propagation_index official (the flat "
+                            "indices of its propagation, batch quirk included) and head_dropout 0.6 are the official "
+                            "model's")
+    return peft
+
+
+def _gaprompt_part(model: dict, keys: dict[str, tuple[str, type]], on: bool, ledger: _Ledger) -> dict:
+    """The options of one GAPrompt part (official key -> (pcpeft key, kind)): required when the part is on; when it
+    is off (the official model then never reads them) those given still set the part pcpeft keeps."""
+    out = {}
+    for key, (name, kind) in keys.items():
+        if on or key in model:
+            out[name] = _required(model, key, "model", ledger, kind)
+            ledger.decide(f"model.{key}", f"GAPrompt: model.{key} {out[name]} -> peft.{name}")
+    return out
+
+
+def _gaprompt_propagation(model: dict, ledger: _Ledger) -> str:
+    """``propagation_type`` -> ``after`` / ``before``; the replacement variants have no pcpeft counterpart."""
+    key, kind = "model.propagation_type", model.get("propagation_type")
+    if kind is None:
+        raise ledger.error(key, "missing (GAPrompt's blocks read it)")
+    side = GAPROMPT_PROPAGATION.get(kind)
+    if side is not None:
+        ledger.decide(key, f"model.propagation_type {kind} -> peft.propagation {side}")
+        return side
+    side = "before" if "before" in str(kind) else "after"
+    ledger.unmap(key, f"{kind!r}: pcpeft's gaprompt propagates as {' / '.join(GAPROMPT_PROPAGATION)} only; "
+                      f"{side} is used")
+    return side
+
+
+def _gaprompt_switch(model: dict, key: str, what: str, ledger: _Ledger) -> bool:
+    """A GAPrompt on/off key: True -> the part is built; anything else is unmapped (pcpeft's gaprompt has it)."""
+    if key not in model:
+        raise ledger.error(f"model.{key}", "missing (GAPrompt's model reads it)")
+    if model[key] in (True,):  # the official test is `== True`
+        ledger.decide(f"model.{key}", f"model.{key} {model[key]!r}: GAPrompt builds its {what}, as pcpeft's "
+                                      f"gaprompt")
+        return True
+    ledger.unmap(f"model.{key}", f"{model[key]!r}: pcpeft's gaprompt always has the {what}; it is kept")
+    return False
+
+
+def _gaprompt_fixed(model: dict, ledger: _Ledger) -> None:
+    """GAPrompt keys whose only value pcpeft has is the official configs' (``num_tokens``, ``scaler``) and the
+    keys its model never reads (``adapter_config``, ``if_half``)."""
+    from ...peft.gaprompt import NUM_TOKENS
+
+    tokens = _required(model, "num_tokens", "model", ledger, int)
+    if tokens == NUM_TOKENS:
+        ledger.decide("model.num_tokens", f"model.num_tokens {tokens}: GAPrompt's token prompts, as pcpeft's "
+                                          f"gaprompt (its prompt_cor has {NUM_TOKENS} rows)")
+    else:
+        ledger.unmap("model.num_tokens", f"{tokens}: pcpeft's gaprompt has {NUM_TOKENS} token prompts (the official "
+                                         f"prompt_cor has {NUM_TOKENS} rows)")
+    if "scaler" not in model:
+        raise ledger.error("model.scaler", "missing (GAPrompt's blocks read it)")
+    if model["scaler"] not in (True,):  # the official test is `== True`
+        ledger.decide("model.scaler", f"model.scaler {model['scaler']!r}: the shape feature enters with the "
+                                      f"constant 0.5, as pcpeft's gaprompt")
+    else:
+        ledger.unmap("model.scaler", f"{model['scaler']!r}: GAPrompt then weighs the shape feature by the learned "
+                                     f"scaler1 / scaler2; pcpeft's gaprompt uses the constant 0.5")
+    unread = {"adapter_config": "its blocks fix the adapter's width 16 and dropout 0.1",
+              "if_half": "its runner trains in fp32"}
+    for key, why in unread.items():
+        if key in model:
+            ledger.decide(f"model.{key}", f"model.{key} {model[key]!r}: ignored, as GAPrompt's code does not read "
+                                          f"it ({why})")
+
+
+def _pointlora(model: dict, ledger: _Ledger) -> dict:
+    """PointLoRA -> ``{method: pointlora, rank, top_k, scale2_top_k, mask_loss_weight}``: the file holds no method
+    keys, the official runner and model fix them."""
+    ledger.decisions.append("PointLoRA: rank 8 (alpha 8, stored but never applied), the top-32 scale-1 and top-8 "
+                            "scale-2 tokens and the mask-loss weight 0.004 are fixed in the official code "
+                            "(inject_pointlora2pt(gamma=8, lora_alpha=8), loss + 0.004 x mask_loss) -> peft")
+    for key, fixed in (("num_group", 128), ("group_size", 32)):
+        value = model.get(key)
+        if value is not None and value != fixed:
+            ledger.unmap(f"model.{key}", f"{value}: PointLoRA's model hard-codes its scale-1 selection grouping at "
+                                         f"128 x 32 (center_divider1 and the 128 / 40 slices of its encoder); "
+                                         f"pcpeft's pointlora selects from the backbone's own grouping")
+    return {"method": "pointlora", "rank": 8, "top_k": 32, "scale2_top_k": 8, "mask_loss_weight": 0.004}
 
 
 def _act_transfer(model: dict, ledger: _Ledger) -> dict | None:
@@ -926,14 +1123,31 @@ def _train_section(official: dict, origin: _Origin, ledger: _Ledger) -> dict:
                                         "null")
     out["label_smoothing"] = 0.0
     out.update(_loss_terms(origin, ledger))
+    if origin.repo == "GAPrompt" and "task" in official:
+        _gaprompt_task(official["task"], ledger)
     return out
 
 
+def _gaprompt_task(task: Any, ledger: _Ledger) -> None:
+    """GAPrompt's top-level ``task``: its main.py trains only when it is ``classification``."""
+    if task == "classification":
+        ledger.decide("task", "task 'classification': GAPrompt's main.py runs its classification fine-tuning, as "
+                              "this recipe")
+    else:
+        ledger.unmap("task", f"{task!r}: GAPrompt's main.py trains only when task is 'classification'; this recipe "
+                             f"fine-tunes a classifier")
+
+
 def _loss_terms(origin: _Origin, ledger: _Ledger) -> dict:
-    """The runner's loss beyond cross-entropy: PointGPT's generator term, Point-BERT's optional smoothing."""
-    if origin.repo == "PointGPT":
-        ledger.decisions.append("train.aux_loss_weight 1.0: PointGPT's runner minimises CE + 3 x the generator's "
-                                "Chamfer loss; pcpeft's pointgpt weighs its auxiliary loss by 3 itself")
+    """The runner's loss beyond cross-entropy: PointGPT's generator term (MoST's too), PointLoRA's mask loss,
+    Point-BERT's optional smoothing."""
+    if origin.repo in ("PointGPT", "MoST"):
+        ledger.decisions.append(f"train.aux_loss_weight 1.0: {origin.repo}'s runner minimises CE + 3 x the "
+                                f"generator's Chamfer loss; pcpeft's pointgpt weighs its auxiliary loss by 3 itself")
+        return {"aux_loss_weight": 1.0}
+    if origin.repo == "PointLoRA":
+        ledger.decisions.append("train.aux_loss_weight 1.0: PointLoRA's runner minimises CE + 0.004 x the mask "
+                                "loss; pcpeft's pointlora weighs its mask loss by peft.mask_loss_weight itself")
         return {"aux_loss_weight": 1.0}
     if origin.backbone.startswith("pointgpt"):
         ledger.decisions.append("train.aux_loss_weight 0.0: PointGST's runner minimises the cross-entropy only "
@@ -951,7 +1165,11 @@ def _augmentation_section(origin: _Origin, data: _Data, path: Path, ledger: _Led
     scan_named = "scan" in path.name.lower()
     if origin.repo == "ACT":
         rotate, why = True, "ACT's runner rotates every data set"
-    elif origin.repo in ("ReCon", "PPT"):
+    elif origin.repo == "GAPrompt":
+        ledger.decisions.append("augmentation rotate about y, one angle per batch: GAPrompt's runner_module rotates "
+                                "every data set, ModelNet included, with one matrix per call (per batch)")
+        return {"scale_translate": False, "rotate": True, "up_axis": "y", "rotate_per": "batch"}
+    elif origin.repo in ("ReCon", "PPT", "MoST"):
         rotate = data.official_name != "ModelNet"
         why = f"{origin.repo}'s runner scales and translates when the base NAME is ModelNet, else rotates"
     elif origin.repo == "IDPT":
@@ -966,6 +1184,19 @@ def _augmentation_section(origin: _Origin, data: _Data, path: Path, ledger: _Led
         rotate, why = False, f"{origin.repo}'s runner scales and translates"
     ledger.decisions.append(f"augmentation {'rotate about y' if rotate else 'scale and translate'}: {why}")
     return {"scale_translate": not rotate, "rotate": rotate, "up_axis": "y"}
+
+
+def _batch_dependent(train: dict, test: dict, origin: _Origin, ledger: _Ledger) -> None:
+    """For a method whose logits depend on the batch: the official validation batch and fp32 training."""
+    factor = BATCH_DEPENDENT.get(origin.method or "")
+    if factor is None:
+        return
+    test["batch_size"] = factor * train["batch_size"]
+    train["amp"] = False
+    ledger.decisions.append(f"test.batch_size {test['batch_size']} and train.amp false: {origin.method}'s logits "
+                            f"depend on the other clouds of the batch, so the recipe evaluates with the official "
+                            f"validation batch ({factor} x total_bs, {origin.repo}'s main.py without a launcher) and "
+                            f"trains in fp32, as the official runner")
 
 
 def _base_recipe(ledger: _Ledger) -> dict:
