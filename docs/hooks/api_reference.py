@@ -12,9 +12,8 @@ import importlib
 import inspect
 import logging
 import re
-import sys
-from pathlib import Path
 
+from hook_support import import_checkout
 from mkdocs.exceptions import PluginError
 
 LOG = logging.getLogger("mkdocs.hooks.api_reference")
@@ -57,12 +56,6 @@ FALLBACK_DOCS: dict[str, str] = {
 PUBLIC_MODULES = ("pcpeft", "pcpeft.export")
 
 SECTION_HEADINGS = ("Args", "Arguments", "Returns", "Raises", "Attributes", "Yields", "Example", "Examples")
-
-
-def _import_path(config) -> None:
-    root = str(Path(config.config_file_path).resolve().parent)
-    if root not in sys.path:
-        sys.path.insert(0, root)
 
 
 def inline(text: str) -> str:
@@ -270,7 +263,7 @@ def reference() -> str:
 def on_page_markdown(markdown: str, page, config, files, **kwargs) -> str:
     if page.file.src_uri != PAGE:
         return markdown
-    _import_path(config)
+    import_checkout(config)
     if PLACEHOLDER not in markdown:
         raise PluginError(f"{PAGE} lost its placeholder {PLACEHOLDER}")
     check_fallbacks()

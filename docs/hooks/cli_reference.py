@@ -8,30 +8,14 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
-from pathlib import Path
 
+from hook_support import cell, import_checkout
 from mkdocs.exceptions import PluginError
 
 LOG = logging.getLogger("mkdocs.hooks.cli_reference")
 
 PLACEHOLDER = "<!-- cli-reference -->"
 PAGE = "cli.md"
-
-
-def _import_path(config) -> None:
-    root = str(Path(config.config_file_path).resolve().parent)
-    if root not in sys.path:
-        sys.path.insert(0, root)
-
-
-def cell(text) -> str:
-    """Text safe inside a markdown table cell: ``|``, ``<``, ``>`` and ``*`` escaped outside code spans (a pipe
-    inside a code span does not split a cell; ``ROOT/<class>`` is not read as HTML; ``*cls*`` stays literal)."""
-    parts = str(text).replace("\n", " ").split("`")
-    for i in range(0, len(parts), 2):  # even pieces lie outside code spans, where a pipe would split the cell
-        parts[i] = parts[i].replace("<", "&lt;").replace(">", "&gt;").replace("*", "\\*").replace("|", "\\|")
-    return "`".join(parts)
 
 
 def code_cell(text) -> str:
@@ -102,7 +86,7 @@ def reference() -> str:
 def on_page_markdown(markdown: str, page, config, files, **kwargs) -> str:
     if page.file.src_uri != PAGE:
         return markdown
-    _import_path(config)
+    import_checkout(config)
     if PLACEHOLDER not in markdown:
         raise PluginError(f"{PAGE} lost its placeholder {PLACEHOLDER}")
     try:

@@ -20,12 +20,11 @@ import inspect
 import io
 import logging
 import re
-import sys
 import tokenize
 import types
 import typing
-from pathlib import Path
 
+from hook_support import cell, import_checkout
 from mkdocs.exceptions import PluginError
 
 LOG = logging.getLogger("mkdocs.hooks.recipe_reference")
@@ -203,23 +202,7 @@ SETTINGS_SECTIONS = (
 )
 
 
-def _import_path(config) -> None:
-    """Make the checkout's ``pcpeft`` importable even when it is not installed."""
-    root = str(Path(config.config_file_path).resolve().parent)
-    if root not in sys.path:
-        sys.path.insert(0, root)
-
-
 # -- text of one row ------------------------------------------------------------------------------------------------
-
-def cell(text) -> str:
-    """Text safe inside a markdown table cell: ``|``, ``<``, ``>`` and ``*`` escaped outside code spans (a pipe
-    inside a code span does not split a cell; ``ROOT/<class>`` is not read as HTML; ``*cls*`` stays literal)."""
-    parts = str(text).replace("\n", " ").split("`")
-    for i in range(0, len(parts), 2):  # even pieces lie outside code spans, where a pipe would split the cell
-        parts[i] = parts[i].replace("<", "&lt;").replace(">", "&gt;").replace("*", "\\*").replace("|", "\\|")
-    return "`".join(parts)
-
 
 def type_text(annotation) -> str:
     """A readable name of a type annotation (``int or null``, ``one of "x", "y"``, ``list of float``)."""
@@ -501,7 +484,7 @@ def _check_notes() -> None:
 def on_page_markdown(markdown: str, page, config, files, **kwargs) -> str:
     if page.file.src_uri != PAGE:
         return markdown
-    _import_path(config)
+    import_checkout(config)
     for placeholder in (TABLES_PLACEHOLDER, SHIPPED_PLACEHOLDER):
         if placeholder not in markdown:
             raise PluginError(f"{PAGE} lost its placeholder {placeholder}")
