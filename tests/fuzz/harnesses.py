@@ -159,10 +159,11 @@ def _expect(condition: bool, what: str, path: Path) -> None:
 # --------------------------------------------------------------------------------------------------------- bounds
 
 @contextlib.contextmanager
-def time_limit(seconds: float) -> Iterator[None]:
-    """Raise :class:`InputTimeout` in the body once ``seconds`` have passed (SIGALRM; main thread, POSIX only)."""
+def time_limit(seconds: float, error: type[BaseException] = InputTimeout) -> Iterator[None]:
+    """Raise ``error`` (:class:`InputTimeout`) in the body once ``seconds`` have passed (SIGALRM; main thread, POSIX
+    only); the previous handler is restored."""
     def alarm(signum, frame):
-        raise InputTimeout(f"one input ran longer than {seconds} s")
+        raise error(f"one input ran longer than {seconds:g} s")
 
     previous = signal.signal(signal.SIGALRM, alarm)
     signal.setitimer(signal.ITIMER_REAL, seconds)
@@ -170,7 +171,7 @@ def time_limit(seconds: float) -> Iterator[None]:
         yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        signal.signal(signal.SIGALRM, signal.SIG_DFL if previous is None else previous)  # None: set outside Python
 
 
 @contextlib.contextmanager

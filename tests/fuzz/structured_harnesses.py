@@ -27,7 +27,6 @@ import os
 import pickle
 import re
 import shutil
-import signal
 import sys
 import tempfile
 from contextlib import contextmanager
@@ -39,6 +38,7 @@ import numpy as np
 import torch
 
 from pcpeft.errors import UserError
+from tests.fuzz.harnesses import time_limit as point_time_limit
 
 T = TypeVar("T")
 
@@ -73,20 +73,9 @@ class InputTimeout(BaseException):
 
 
 # -- bounds -------------------------------------------------------------------------------------------------------
-@contextmanager
-def time_limit(seconds: float) -> Iterator[None]:
-    """Raise :class:`InputTimeout` in the main thread after ``seconds`` (SIGALRM); restores the previous handler."""
-
-    def expire(signum: int, frame: Any) -> None:
-        raise InputTimeout(f"no answer after {seconds:g} s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, signal.SIG_DFL if previous is None else previous)  # None: set outside Python
+def time_limit(seconds: float):
+    """Raise this module's :class:`InputTimeout` in the main thread after ``seconds`` (the point readers' timer)."""
+    return point_time_limit(seconds, error=InputTimeout)
 
 
 def _status_kib(field: str) -> int:
