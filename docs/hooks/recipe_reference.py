@@ -403,6 +403,12 @@ def method_tables() -> str:
     return "\n\n".join(out) + "\n\n#### Presets\n\n" + "\n".join(presets)
 
 
+def section_parts(heading: str, section) -> list[str]:
+    """A settings section's heading, its own docstring (when it has one) and its table of keys."""
+    doc = own_doc(section)
+    return [heading + "\n", *([cell(doc) + "\n"] if doc else []), pydantic_table(section)]
+
+
 def reference() -> str:
     from pcpeft.engine.data import dataset_sections
     from pcpeft.engine.recipe import schema
@@ -410,20 +416,11 @@ def reference() -> str:
     parts = ["## Top level\n", "Besides these keys, `_base_` names recipe files (one or a list, relative to this "
              "one) merged underneath, in order.\n", pydantic_table(schema.Recipe, skip=SETTINGS_NAMES)]
     for key, class_name in SETTINGS_SECTIONS:
-        section = getattr(schema, class_name)
-        doc = own_doc(section)
-        parts.append(f"## `{key}` ({class_name})\n")
-        if doc:
-            parts.append(cell(doc) + "\n")
-        parts.append(pydantic_table(section))
+        parts += section_parts(f"## `{key}` ({class_name})", getattr(schema, class_name))
     parts.append("## `dataset`: one section per data set\n\n`dataset.name` chooses the section; its keys are "
                  "checked against that section only.")
     for name, section in dataset_sections().items():
-        doc = own_doc(section)
-        parts.append(f"### `dataset.name: {name}` ({section.__name__})\n")
-        if doc:
-            parts.append(cell(doc) + "\n")
-        parts.append(pydantic_table(section))
+        parts += section_parts(f"### `dataset.name: {name}` ({section.__name__})", section)
     parts.append("## `model`: one section per model config\n\n`model.name` chooses the model; its keys are the "
                  "keyword options of `pcpeft.create_model`. The columns give each model's defaults.")
     parts.append(model_tables())
