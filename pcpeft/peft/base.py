@@ -117,6 +117,12 @@ def backbone_blocks(backbone: nn.Module) -> Sequence[nn.Module]:
     return stack
 
 
+def routes_global_tokens(backbone: nn.Module) -> bool:
+    """The backbone's blocks send global tokens through a separate branch (ReCon's cross-attention), so those tokens
+    bypass the self-attention and MLP a method may wrap."""
+    return any(getattr(block, "num_global_tokens", 0) for block in backbone_blocks(backbone))
+
+
 def tensor_fingerprint(tensors: dict[str, torch.Tensor]) -> str:
     """sha256 over sorted keys, dtypes, shapes and bytes: identifies the frozen backbone weights."""
     digest = hashlib.sha256()

@@ -62,7 +62,7 @@ import torch
 from torch import nn
 
 from ..models.layouts import official_pointgpt_key
-from .base import PeftConfig, PeftError, backbone_blocks, register_method, replace_submodule
+from .base import PeftConfig, PeftError, backbone_blocks, register_method, replace_submodule, routes_global_tokens
 from .monarch import FACTOR_INITS, CentreGraph, PointMonarch, centre_graph
 from .official import OFFICIAL_CLS, TokenPooling, _backbone_name, _wrapper_prefixes, set_pooling
 
@@ -197,7 +197,7 @@ class MoSTConfig(PeftConfig):
         if not (hasattr(backbone, "set_head_pooling") and hasattr(backbone, "num_features")):
             raise PeftError(f"most adds its fused layers to a classification head's input (cls, max of patches), "
                             f"and {type(backbone).__name__} has no such head (`set_head_pooling`)")
-        if any(getattr(block, "num_global_tokens", 0) for block in backbone_blocks(backbone)):
+        if routes_global_tokens(backbone):
             raise PeftError("most wraps every token's self-attention, but this backbone's global tokens (ReCon) "
                             "bypass it through a separate branch; the official recipes run such pre-training files "
                             "on the Point-MAE architecture: use point_mae")

@@ -64,7 +64,15 @@ from ..models.token_order import ChainOrderedGrouper
 from ..ops.fps import farthest_point_sample
 from ..ops.grouping import gather_points
 from ..ops.knn import knn_indices
-from .base import NEVER_TRAINED, PeftConfig, PeftError, backbone_blocks, register_method, replace_submodule
+from .base import (
+    NEVER_TRAINED,
+    PeftConfig,
+    PeftError,
+    backbone_blocks,
+    register_method,
+    replace_submodule,
+    routes_global_tokens,
+)
 from .official import OFFICIAL_CLS, prefix_tokens
 from .ppt import PPT_CLAIM
 from .prompt_generator import PROMPT_CLAIM
@@ -288,7 +296,7 @@ class PointLoRAConfig(PeftConfig):
             if not isinstance(getattr(backbone, name, None), nn.Module):
                 raise PeftError(f"pointlora groups the point cloud at two more scales through the backbone's "
                                 f"tokenizer, but {type(backbone).__name__} has no `{name}` (a point backbone has)")
-        if any(getattr(block, "num_global_tokens", 0) for block in backbone_blocks(backbone)):
+        if routes_global_tokens(backbone):
             raise PeftError("pointlora appends its selected tokens after the patch tokens, but this backbone's "
                             "blocks (ReCon) locate their global tokens by counting the tokens inserted after the "
                             "cls token; the official PointLoRA is the Point-MAE architecture: use point_mae")
